@@ -1,0 +1,42 @@
+# Two set-up commands on a fresh Debian machine (as root): `make run` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+LAB := $(VENV)/bin/lab
+APT_PACKAGES := iproute2 iperf3 tcpdump tshark nftables chromium
+SCENARIO ?= scenarios/quickstart.toml
+
+.PHONY: run test lint deps apt venv clean-testbeds
+
+run: deps
+	$(LAB) run $(SCENARIO)
+
+test: deps
+	$(VENV)/bin/ruff check lab tests bench
+	$(VENV)/bin/mypy lab
+	$(VENV)/bin/pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check lab tests bench
+	$(VENV)/bin/mypy lab
+
+deps: apt venv
+
+# Installs only what is missing, so a warm machine pays nothing.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean-testbeds: venv
+	$(LAB) cleanup

@@ -1,0 +1,220 @@
+"""Scenario files: TOML in, a frozen, validated :class:`Scenario` out.
+
+A scenario is the whole experiment: the workload every protocol runs, the ports its
+servers listen on, the timeouts that bound it and the impairment on the link. Unknown
+keys are errors, so a typo never passes silently. Every problem is reported as one
+:class:`~lab.errors.ScenarioError` naming the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab.errors import ScenarioError
+from lab.impairment.spec import ImpairmentSpec
+
+#: Bytes of the lab's message header (seq u32, length u32, send time u64 ns).
+MESSAGE_HEADER_SIZE = 16
+#: Largest message: a UDP datagram must fit in one IPv4 packet (65,507 bytes of payload).
+MAX_MESSAGE_SIZE = 65_000
+#: Ports below this are "well-known" (IANA): binding them is refused unless asked for.
+WELL_KNOWN_PORT_LIMIT = 1024
+#: Start of the IANA dynamic / ephemeral range (RFC 6335), where the defaults live.
+EPHEMERAL_PORT_START = 49152
+
+
+class Protocol(StrEnum):
+    """Transport the workload runs over."""
+
+    TCP = "tcp"  # reliable, ordered byte stream
+    UDP = "udp"  # datagrams: light, may be lost, duplicated or reordered
+    RAW = "raw"  # raw IP (protocol 253): below both, no ports
+
+
+class Pattern(StrEnum):
+    """How messages flow."""
+
+    STREAM = "stream"  # one-way, client -> server
+    ECHO = "echo"  # request / response: the server sends every message back
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Workload(_Frozen):
+    """What each protocol sends: the same for all, so the runs pair up."""
+
+    pattern: Pattern = Pattern.STREAM
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    size: Annotated[int, Field(ge=MESSAGE_HEADER_SIZE, le=MAX_MESSAGE_SIZE)] = 256
+    rate: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    interval_ms: Annotated[float, Field(gt=0, le=60_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_pace(self) -> Workload:
+        if self.rate is not None and self.interval_ms is not None:
+            raise ValueError("@rate@ give either rate (messages/s) or interval_ms, not both")
+        return self
+
+    @property
+    def messages_per_second(self) -> float:
+        """Send rate; default 1000 messages/s."""
+        if self.rate is not None:
+            return self.rate
+        if self.interval_ms is not None:
+            return 1000.0 / self.interval_ms
+        return 1000.0
+
+    @property
+    def send_duration_s(self) -> float:
+        """How long the paced sender takes at the configured rate."""
+        return self.count / self.messages_per_second
+
+
+class Ports(_Frozen):
+    """Server ports inside the server namespace (clients use ephemeral ports)."""
+
+    tcp: Port = 50000
+    udp: Port = 50001
+    allow_privileged: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Ports:
+        for name in ("tcp", "udp"):
+            port = getattr(self, name)
+            if port == 0:
+                raise ValueError(f"@{name}@ port 0 means 'any port'; a server needs a fixed port")
+            if port < WELL_KNOWN_PORT_LIMIT and not self.allow_privileged:
+                raise ValueError(
+                    f"@{name}@ port {port} is well-known (< {WELL_KNOWN_PORT_LIMIT}); "
+                    "set ports.allow_privileged = true to use it"
+                )
+        return self
+
+
+class Timeouts(_Frozen):
+    """Bounds that keep every run finite."""
+
+    connect_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    drain_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    run_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+
+
+class Scenario(_Frozen):
+    """One experiment, as read from a scenario file."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 1
+    protocols: Annotated[list[Protocol], Field(min_length=1)] = [Protocol.TCP, Protocol.UDP]
+    congestion_control: Literal["cubic", "reno", "bbr"] = "cubic"
+    workload: Workload = Workload()
+    ports: Ports = Ports()
+    timeouts: Timeouts = Timeouts()
+    impairment: ImpairmentSpec = ImpairmentSpec()
+
+    @model_validator(mode="after")
+    def _unique_protocols(self) -> Scenario:
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ValueError("@protocols@ each protocol may appear once")
+        return self
+
+
+_FIELD_IN_MESSAGE = re.compile(r"^@(?P<field>[^@]+)@ (?P<message>.*)$", re.S)
+
+
+def _error_from_validation(path: Path, error: ValidationError) -> ScenarioError:
+    """Turn pydantic's first error into 'file: dotted.field: message'."""
+    first = error.errors(include_url=False)[0]
+    location = [str(part) for part in first["loc"]]
+    message = str(first["msg"])
+    message = message.removeprefix("Value error, ")
+    match = _FIELD_IN_MESSAGE.match(message)
+    if match:
+        location.append(match["field"])
+        message = match["message"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the scenario schema in README)"
+    elif first["type"] == "missing":
+        message = "required"
+    return ScenarioError(path, ".".join(location), _plain(message, first))
+
+
+_BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _plain(message: str, error: Any) -> str:
+    """Reword pydantic's messages the way the README documents them."""
+    context = error.get("ctx") or {}
+    if error["type"] in _BOUND_ERRORS:
+        low, high = _field_bounds(error["loc"])
+        if low is not None and high is not None:
+            return f"must be between {low} and {high} (got {error['input']!r})"
+    if error["type"] == "literal_error" and "expected" in context:
+        return f"must be one of {context['expected']}"
+    return message
+
+
+def _field_bounds(location: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The (lower, upper) bounds declared on the field at ``location``, if any."""
+    model: Any = Scenario
+    info = None
+    for part in location:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            return None, None
+        info = fields[part]
+        model = _model_in(info.annotation)
+    if info is None:
+        return None, None
+    constraints = list(info.metadata)
+    for member in getattr(info.annotation, "__args__", ()):
+        for extra in getattr(member, "__metadata__", ()):
+            constraints.extend(getattr(extra, "metadata", [extra]))
+    low = high = None
+    for constraint in constraints:
+        low = getattr(constraint, "ge", getattr(constraint, "gt", low))
+        high = getattr(constraint, "le", getattr(constraint, "lt", high))
+    return low, high
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model class inside ``annotation`` (``X | None`` included)."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def parse_scenario(data: dict[str, Any], path: Path | str = "<scenario>") -> Scenario:
+    """Validate already-parsed TOML data."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise _error_from_validation(Path(path), error) from None
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate one scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(path, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(path, "", f"cannot read: {error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(path, "", f"not valid TOML: {error}") from None
+    return parse_scenario(data, path)
