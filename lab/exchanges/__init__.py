@@ -1,0 +1,185 @@
+"""Paired exchanges: the same workload over each protocol, on the same testbed.
+
+:func:`run_exchange` starts the server in the server namespace, waits until it
+listens, runs the paced client in the client namespace, tells the server when the last
+message left, and turns what both ends saw into one row per message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+import numpy as np
+import pandas as pd
+
+from lab.errors import ExchangeError
+from lab.exchanges import tcp, udp
+from lab.exchanges._endpoint import EndpointResult, EndpointSettings, spawn
+from lab.scenario import Pattern, Protocol, Scenario
+from lab.testbed import Testbed
+
+__all__ = ["MESSAGE_COLUMNS", "ExchangeResult", "run_exchange", "settings_for"]
+
+#: Columns of ``messages.csv`` (see results/README.md for units).
+MESSAGE_COLUMNS = (
+    "protocol",
+    "seq",
+    "size",
+    "t_send_ns",
+    "t_recv_ns",
+    "arrival_index",
+    "copies",
+    "duplicate",
+    "intact",
+    "owd_ns",
+    "t_echo_ns",
+    "rtt_ns",
+)
+
+_Body = Callable[[EndpointSettings, Connection, EndpointResult], None]
+_ENDPOINTS: dict[Protocol, tuple[_Body, _Body]] = {
+    Protocol.TCP: (tcp.serve, tcp.run_client),
+    Protocol.UDP: (udp.serve, udp.run_client),
+}
+
+
+@dataclass
+class ExchangeResult:
+    """One protocol's run of the workload."""
+
+    protocol: Protocol
+    messages: pd.DataFrame
+    client: EndpointResult
+    server: EndpointResult
+    started_ns: int
+    ended_ns: int
+
+
+def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> EndpointSettings:
+    """The endpoint settings of ``protocol`` under ``scenario`` on ``testbed``."""
+    port = scenario.ports.tcp if protocol is Protocol.TCP else scenario.ports.udp
+    return EndpointSettings(
+        server_address=testbed.server.address,
+        client_address=testbed.client.address,
+        port=port,
+        count=scenario.workload.count,
+        size=scenario.workload.size,
+        rate=scenario.workload.messages_per_second,
+        echo=scenario.workload.pattern is Pattern.ECHO,
+        seed=scenario.seed,
+        connect_timeout_s=scenario.timeouts.connect_s,
+        run_timeout_s=scenario.timeouts.run_s,
+        drain_timeout_s=scenario.timeouts.drain_s,
+        congestion_control=scenario.congestion_control,
+    )
+
+
+def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> ExchangeResult:
+    """Run the workload over ``protocol``; raise :class:`ExchangeError` if an end fails."""
+    if protocol not in _ENDPOINTS:
+        raise ExchangeError(f"protocol {protocol.value!r} has no exchange yet")
+    serve, run_client = _ENDPOINTS[protocol]
+    settings = settings_for(scenario, protocol, testbed)
+    budget_s = scenario.workload.send_duration_s + settings.run_timeout_s
+    started = time.time_ns()
+    processes: list[BaseProcess] = []
+    try:
+        server, server_control = spawn(testbed.server.netns, "server", partial(serve, settings))
+        processes.append(server)
+        _expect(server_control, "ready", settings.connect_timeout_s, protocol, "server")
+        client, client_control = spawn(testbed.client.netns, "client", partial(run_client, settings))
+        processes.append(client)
+        client_result = _result(client_control, budget_s, protocol, "client")
+        with contextlib.suppress(BrokenPipeError):  # a TCP server may be done already
+            server_control.send(("sender_done", time.time_ns() + int(settings.drain_timeout_s * 1e9)))
+        server_result = _result(server_control, settings.drain_timeout_s + budget_s, protocol, "server")
+    finally:
+        for process in processes:
+            process.join(2.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    messages = build_messages(protocol, settings, client_result, server_result)
+    return ExchangeResult(protocol, messages, client_result, server_result, started, time.time_ns())
+
+
+def _expect(control: Connection, what: str, timeout_s: float, protocol: Protocol, role: str) -> object:
+    if not control.poll(timeout_s):
+        raise ExchangeError(f"{protocol.value} {role}: no '{what}' within {timeout_s:g} s")
+    try:
+        message = control.recv()
+    except EOFError:
+        raise ExchangeError(f"{protocol.value} {role}: the endpoint process died") from None
+    if message[0] == "result" and message[1].error:
+        raise ExchangeError(f"{protocol.value} {role} failed: {message[1].error.splitlines()[0]}")
+    if message[0] != what:
+        raise ExchangeError(f"{protocol.value} {role}: expected '{what}', got {message[0]!r}")
+    return message[1] if len(message) > 1 else None
+
+
+def _result(control: Connection, timeout_s: float, protocol: Protocol, role: str) -> EndpointResult:
+    result = _expect(control, "result", timeout_s, protocol, role)
+    assert isinstance(result, EndpointResult)
+    return result
+
+
+def build_messages(
+    protocol: Protocol,
+    settings: EndpointSettings,
+    client: EndpointResult,
+    server: EndpointResult,
+) -> pd.DataFrame:
+    """One row per message: what was sent, when (and how often) it arrived."""
+    count = settings.count
+    received = _first_arrivals(server.arrivals, count)
+    frame = pd.DataFrame(
+        {
+            "protocol": protocol.value,
+            "seq": np.arange(count, dtype=np.int64),
+            "size": np.full(count, settings.size, dtype=np.int64),
+            "t_send_ns": np.asarray(client.t_send_ns, dtype=np.int64),
+            "t_recv_ns": received["t"],
+            "arrival_index": received["index"],
+            "copies": received["copies"],
+            "duplicate": received["copies"] > 1,
+            "intact": received["intact"],
+        }
+    )
+    frame["owd_ns"] = frame["t_recv_ns"] - frame["t_send_ns"]
+    if settings.echo:
+        echoed = _first_arrivals(client.arrivals, count)
+        frame["t_echo_ns"] = echoed["t"]
+        frame["rtt_ns"] = frame["t_echo_ns"] - frame["t_send_ns"]
+    else:
+        frame["t_echo_ns"] = pd.array([pd.NA] * count, dtype="Int64")
+        frame["rtt_ns"] = pd.array([pd.NA] * count, dtype="Int64")
+    return frame[list(MESSAGE_COLUMNS)]
+
+
+def _first_arrivals(arrivals: list[tuple[int, int, bool]], count: int) -> dict[str, object]:
+    """Per seq: first arrival time, order among first arrivals, copies, all copies intact."""
+    t = pd.array([pd.NA] * count, dtype="Int64")
+    index = pd.array([pd.NA] * count, dtype="Int64")
+    copies = np.zeros(count, dtype=np.int64)
+    intact = np.ones(count, dtype=bool)
+    if arrivals:
+        seqs = np.fromiter((a[0] for a in arrivals), dtype=np.int64, count=len(arrivals))
+        times = np.fromiter((a[1] for a in arrivals), dtype=np.int64, count=len(arrivals))
+        good = np.fromiter((a[2] for a in arrivals), dtype=bool, count=len(arrivals))
+        valid = (seqs >= 0) & (seqs < count)
+        seqs, times, good = seqs[valid], times[valid], good[valid]
+        np.add.at(copies, seqs, 1)
+        np.logical_and.at(intact, seqs, good)
+        unique_seqs, first = np.unique(seqs, return_index=True)
+        order = np.argsort(first, kind="stable")
+        t[unique_seqs] = times[first]
+        index[unique_seqs[order]] = np.arange(len(order))
+    intact_or_na = pd.array(intact, dtype="boolean")
+    intact_or_na[copies == 0] = pd.NA
+    return {"t": t, "index": index, "copies": copies, "intact": intact_or_na}

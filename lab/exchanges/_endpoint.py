@@ -1,0 +1,130 @@
+"""What every endpoint shares: its settings, its results, pacing, and its process.
+
+Each endpoint runs in its own process, forked from ``lab`` and moved into its
+namespace before it opens a socket, so its sockets live in that namespace and it does
+not share a GIL with the other end. Results come back over a pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from lab.exchanges import _kernel
+from lab.testbed import _netns
+
+#: How often blocking socket calls wake up to look at the control pipe.
+POLL_INTERVAL_S = 0.05
+#: Receive buffer for datagram servers: room for bursts while the process is busy.
+DATAGRAM_RCVBUF = 8 * 1024 * 1024
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Everything an endpoint needs; the same for every protocol of a run."""
+
+    server_address: str
+    client_address: str
+    port: int
+    count: int
+    size: int
+    rate: float
+    echo: bool
+    seed: int
+    connect_timeout_s: float
+    run_timeout_s: float
+    drain_timeout_s: float
+    congestion_control: str = "cubic"
+
+
+@dataclass
+class EndpointResult:
+    """What one endpoint observed. Times are CLOCK_REALTIME ns."""
+
+    role: str
+    t_send_ns: list[int] = field(default_factory=list)  # client: by seq, -1 = not sent
+    arrivals: list[tuple[int, int, bool]] = field(default_factory=list)  # (seq, t, intact)
+    counters: dict[str, int] = field(default_factory=dict)
+    congestion_control: str = ""  # TCP only: what the kernel reports for the socket
+    local_port: int = 0
+    peer_port: int = 0
+    started_ns: int = 0
+    ended_ns: int = 0
+    error: str | None = None
+
+
+def paced(count: int, rate: float) -> Iterator[int]:
+    """Yield 0..count-1 on an absolute schedule at ``rate`` per second.
+
+    The schedule is absolute, so a late send is followed by catch-up and the average
+    rate holds even when a single sleep overshoots.
+    """
+    interval_ns = 1e9 / rate
+    start = time.perf_counter_ns()
+    for seq in range(count):
+        wait_ns = start + seq * interval_ns - time.perf_counter_ns()
+        if wait_ns > 20_000:
+            time.sleep(wait_ns / 1e9)
+        yield seq
+
+
+def sender_done_deadline(control: Connection) -> int | None:
+    """The parent's 'sender finished, drain until T' message, when it has arrived."""
+    if control.poll():
+        message = control.recv()
+        if message[0] == "sender_done":
+            return int(message[1])
+    return None
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child_main(
+    netns: str,
+    role: str,
+    body: Callable[[Connection, EndpointResult], None],
+    control: Connection,
+) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    result = EndpointResult(role=role)
+    try:
+        _netns.enter(netns)
+        before = _kernel.read_counters()
+        result.started_ns = time.time_ns()
+        body(control, result)
+        result.ended_ns = time.time_ns()
+        result.counters = _kernel.difference(_kernel.read_counters(), before)
+    except Exception as error:  # reported to the parent, which raises ExchangeError
+        result.error = f"{type(error).__name__}: {error}"
+        result.counters = {"traceback": 0}
+        result.error += "\n" + traceback.format_exc(limit=4)
+    control.send(("result", result))
+    control.close()
+
+
+def spawn(
+    netns: str, role: str, body: Callable[[Connection, EndpointResult], None]
+) -> tuple[BaseProcess, Connection]:
+    """Start ``body`` in a child process inside ``netns``; return it and its control pipe."""
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    process = context.Process(
+        target=_child_main, args=(netns, role, body, child_end), name=f"lab-{role}", daemon=True
+    )
+    process.start()
+    child_end.close()
+    return process, parent_end

@@ -1,0 +1,138 @@
+"""The workload over TCP: reliable and ordered, one connection, length-prefixed messages.
+
+The socket calls follow the classic flow on purpose, so a reader recognises them:
+server ``socket -> setsockopt(SO_REUSEADDR) -> bind -> listen -> accept -> recv ->
+sendall -> close``; client ``socket -> settimeout -> connect -> sendall -> recv -> close``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from lab.exchanges._endpoint import (
+    POLL_INTERVAL_S,
+    EndpointResult,
+    EndpointSettings,
+    paced,
+    sender_done_deadline,
+)
+from lab.exchanges._framing import MessageBuilder, StreamReassembler, filler, parse_header
+
+RECV_BYTES = 256 * 1024
+
+
+def pin_congestion_control(sock: socket.socket, name: str) -> str:
+    """Use ``name`` for this socket whatever the host default is; return what the kernel says.
+
+    This kernel defaults to BBR, which barely reacts to random loss; the lab pins the
+    scenario's algorithm (CUBIC by default) so loss shows as it does on most hosts.
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+
+
+def serve(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
+    """Accept one connection and read messages until the client closes or time runs out."""
+    expected_filler = filler(settings.seed, settings.size)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        pin_congestion_control(server, settings.congestion_control)
+        server.bind((settings.server_address, settings.port))
+        server.listen(1)
+        control.send(("ready",))
+        server.settimeout(settings.connect_timeout_s + settings.run_timeout_s)
+        connection, (_, peer_port) = server.accept()
+        result.local_port, result.peer_port = settings.port, peer_port
+        with connection:
+            result.congestion_control = pin_congestion_control(
+                connection, settings.congestion_control
+            )
+            connection.settimeout(POLL_INTERVAL_S)
+            stream = StreamReassembler()
+            deadline: int | None = None
+            while deadline is None or time.time_ns() < deadline:
+                deadline = deadline or sender_done_deadline(control)
+                try:
+                    chunk = connection.recv(RECV_BYTES)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break  # the client closed its side: every byte it sent has arrived
+                now = time.time_ns()
+                for message in stream.feed(chunk):
+                    seq = parse_header(message)[0]
+                    result.arrivals.append((seq, now, message[16:] == expected_filler))
+                    if settings.echo:
+                        connection.sendall(message)
+
+
+def run_client(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
+    """Connect, send every message paced, then close and wait for the server to finish."""
+    builder = MessageBuilder(settings.size, settings.seed)
+    result.t_send_ns = [-1] * settings.count
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+        result.congestion_control = pin_congestion_control(client, settings.congestion_control)
+        client.settimeout(settings.connect_timeout_s)
+        client.connect((settings.server_address, settings.port))
+        # Each message leaves when sent; Nagle would hold small ones back and blur the delay.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        result.local_port, result.peer_port = client.getsockname()[1], settings.port
+        client.settimeout(settings.run_timeout_s)  # sendall blocks while the window is shut
+        echoes = _EchoReader(client, settings) if settings.echo else None
+        for seq in paced(settings.count, settings.rate):
+            now = time.time_ns()
+            client.sendall(builder.build(seq, now))
+            result.t_send_ns[seq] = now
+        client.shutdown(socket.SHUT_WR)  # FIN: "no more messages"
+        if echoes is not None:
+            result.arrivals = echoes.join(settings)
+        else:
+            _wait_for_close(client, settings)
+
+
+def _wait_for_close(client: socket.socket, settings: EndpointSettings) -> None:
+    """Block until the server closes (it has read everything) or the drain time ends."""
+    deadline = time.monotonic() + settings.run_timeout_s
+    client.settimeout(POLL_INTERVAL_S)
+    while time.monotonic() < deadline:
+        try:
+            if not client.recv(RECV_BYTES):
+                return
+        except TimeoutError:
+            continue
+
+
+class _EchoReader:
+    """Reads the echoed messages on the client while the main thread keeps sending."""
+
+    def __init__(self, client: socket.socket, settings: EndpointSettings) -> None:
+        self._client = client
+        self._arrivals: list[tuple[int, int, bool]] = []
+        self._expected = filler(settings.seed, settings.size)
+        self._count = settings.count
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stop_at = float("inf")
+        self._thread.start()
+
+    def _run(self) -> None:
+        stream = StreamReassembler()
+        while len(self._arrivals) < self._count and time.monotonic() < self._stop_at:
+            try:
+                chunk = self._client.recv(RECV_BYTES)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.time_ns()
+            for message in stream.feed(chunk):
+                self._arrivals.append((parse_header(message)[0], now, message[16:] == self._expected))
+
+    def join(self, settings: EndpointSettings) -> list[tuple[int, int, bool]]:
+        self._stop_at = time.monotonic() + settings.run_timeout_s
+        self._thread.join(settings.run_timeout_s + 1)
+        return self._arrivals

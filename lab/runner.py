@@ -1,0 +1,106 @@
+"""``lab run``: scenario -> testbed -> impairment -> exchanges -> analysis -> results.
+
+The runner only sequences the stages; each stage lives in its own module. It never
+prints: progress goes to an optional callback, so the CLI (rich) and tests share it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lab.analysis.summary import summarize
+from lab.exchanges import ExchangeResult, run_exchange
+from lab.results import RunFolder
+from lab.scenario import Scenario
+from lab.testbed import open_testbed
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: where its results are and the summary table."""
+
+    path: Path
+    summary: pd.DataFrame
+    messages: pd.DataFrame
+    exchanges: list[ExchangeResult]
+    setup_s: float
+    teardown_s: float
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
+    """One row per exchange: ports, times and the kernel's counters on both ends."""
+    rows = []
+    for exchange in exchanges:
+        row: dict[str, object] = {
+            "protocol": exchange.protocol.value,
+            "client_port": exchange.client.local_port,
+            "server_port": exchange.server.local_port,
+            "congestion_control": exchange.client.congestion_control or None,
+            "started_ns": exchange.started_ns,
+            "ended_ns": exchange.ended_ns,
+        }
+        row.update({f"client.{k}": v for k, v in sorted(exchange.client.counters.items())})
+        row.update({f"server.{k}": v for k, v in sorted(exchange.server.counters.items())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_scenario(
+    scenario: Scenario,
+    scenario_file: Path,
+    results_root: Path,
+    progress: Progress = _quiet,
+) -> RunOutcome:
+    """Run every protocol of ``scenario``; the results folder is complete only on success."""
+    folder = RunFolder.create(results_root, scenario.name, scenario_file, scenario.seed)
+    progress(f"results: {folder.path}")
+    exchanges: list[ExchangeResult] = []
+    try:
+        with open_testbed(
+            scenario.impairment,
+            scenario.seed,
+            scenario.congestion_control,
+            folder.path / "ground_truth.npz",
+        ) as testbed:
+            progress(f"testbed {testbed.run_id} up in {testbed.setup_s * 1000:.0f} ms")
+            folder.meta.update(
+                run_id=testbed.run_id,
+                congestion_control=testbed.congestion_control,
+                impairment_backend=testbed.backend,
+                client={"netns": testbed.client.netns, "address": testbed.client.address},
+                server={"netns": testbed.server.netns, "address": testbed.server.address},
+            )
+            folder.save_meta()
+            for protocol in scenario.protocols:
+                progress(f"{protocol.value}: {scenario.workload.count} messages")
+                started = time.perf_counter()
+                exchanges.append(run_exchange(scenario, protocol, testbed))
+                progress(f"{protocol.value}: done in {time.perf_counter() - started:.2f} s")
+            link_stats = testbed.link_stats()
+        progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
+        messages = pd.concat([e.messages for e in exchanges], ignore_index=True)
+        summary = summarize(messages)
+        folder.write_table("messages", messages)
+        folder.write_table("summary", summary)
+        folder.write_table("exchanges", exchanges_table(exchanges))
+        folder.finish(
+            testbed_setup_s=round(testbed.setup_s, 4),
+            testbed_teardown_s=round(testbed.teardown_s, 4),
+            link_stats=link_stats,
+        )
+    except BaseException as error:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        folder.abandon(reason)
+        raise
+    return RunOutcome(folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s)

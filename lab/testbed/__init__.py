@@ -1,0 +1,349 @@
+"""The testbed: two network namespaces joined by an impaired link.
+
+Layout (nothing on the host changes)::
+
+    lab-<id>-c                      engine process                 lab-<id>-s
+    client 198.18.0.1  --lab0 (TUN)--  impairment  --(TUN) lab0--  server 198.18.0.2
+
+Each namespace has loopback and one TUN device, addresses from the benchmarking range
+198.18.0.0/15 (RFC 2544), IPv6 off (no router solicitations on the link), and the TCP
+congestion control pinned. A state file under ``/run/protolab`` names everything a
+testbed owns so ``lab cleanup`` can remove leftovers of a killed run, and only those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pyroute2 import IPRoute
+
+from lab.errors import PrivilegeError, TestbedError
+from lab.impairment.engine import EngineHandle, start_engine
+from lab.impairment.spec import ImpairmentSpec
+from lab.scenario import EPHEMERAL_PORT_START
+from lab.testbed import _netns, _tun
+
+CLIENT_ADDRESS = "198.18.0.1"
+SERVER_ADDRESS = "198.18.0.2"
+LINK_INTERFACE = "lab0"
+#: TUN transmit queue: generous, so bursts wait for the engine instead of being dropped.
+LINK_TXQUEUELEN = 10_000
+STATE_DIR = Path("/run/protolab")
+
+Role = Literal["client", "server"]
+
+__all__ = [
+    "CLIENT_ADDRESS",
+    "SERVER_ADDRESS",
+    "Host",
+    "Testbed",
+    "cleanup_leftovers",
+    "new_run_id",
+    "open_testbed",
+]
+
+
+@dataclass(frozen=True)
+class Host:
+    """One end of the link: a namespace, its link interface and its address."""
+
+    role: Role
+    netns: str
+    interface: str
+    address: str
+    peer_address: str
+
+
+@dataclass
+class Testbed:
+    """A built testbed; tear it down with :meth:`close` (or use :func:`open_testbed`)."""
+
+    run_id: str
+    client: Host
+    server: Host
+    congestion_control: str
+    backend: str
+    engine: EngineHandle | None = None
+    setup_s: float = 0.0
+    teardown_s: float = 0.0
+    ground_truth_path: Path | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    def host(self, role: Role) -> Host:
+        return self.client if role == "client" else self.server
+
+    def link_stats(self) -> dict[str, dict[str, int]]:
+        """Kernel counters of both link interfaces (tx_dropped = engine overload)."""
+        stats: dict[str, dict[str, int]] = {}
+        for host in (self.client, self.server):
+            with IPRoute(netns=host.netns) as ipr:
+                index = ipr.link_lookup(ifname=host.interface)
+                if not index:
+                    continue
+                link = ipr.get_links(index[0])[0]
+                counters = link.get_attr("IFLA_STATS64") or {}
+                stats[host.role] = {
+                    key: int(counters[key])
+                    for key in ("rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
+                    if key in counters
+                }
+        return stats
+
+    def stop_engine(self) -> Path | None:
+        """Stop the impairment engine (it writes its ground truth); idempotent."""
+        if self.engine is None:
+            return None
+        path = self.engine.stop()
+        self.engine = None
+        return path
+
+    def close(self) -> None:
+        """Tear everything down; safe to call twice; signals wait until it is done."""
+        if self._closed:
+            return
+        started = time.perf_counter()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.stop_engine()
+            _destroy(self.run_id)
+            self._closed = True
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        self.teardown_s = time.perf_counter() - started
+
+
+def new_run_id() -> str:
+    """Short, unique, and valid inside namespace names."""
+    return secrets.token_hex(4)
+
+
+def namespace_names(run_id: str) -> tuple[str, str]:
+    return f"{_netns.PREFIX}{run_id}-c", f"{_netns.PREFIX}{run_id}-s"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError(
+            "building a testbed needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"
+        )
+
+
+def _state_path(run_id: str) -> Path:
+    return STATE_DIR / f"{run_id}.json"
+
+
+def _write_state(state_id: str, **fields: object) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    path = _state_path(state_id)
+    state: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+    state.update(fields)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+
+
+def read_states() -> list[dict[str, object]]:
+    """State files of testbeds that exist (or were left behind)."""
+    if not STATE_DIR.exists():
+        return []
+    states = []
+    for path in sorted(STATE_DIR.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            states.append(json.loads(path.read_text()))
+    return states
+
+
+def _configure_namespace(host: Host) -> None:
+    """Loopback up, IPv6 off, IANA ephemeral ports, link address and route.
+
+    The congestion control is pinned per socket (TCP_CONGESTION) by the endpoints: a
+    namespace may only default to the host's *allowed* algorithms, and changing
+    those would change the host.
+    """
+    for key, value in (
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        # RFC 6335 dynamic ports, 49152-65535, instead of Linux's 32768-60999
+        ("net.ipv4.ip_local_port_range", f"{EPHEMERAL_PORT_START} 65535"),
+    ):
+        _netns.write_sysctl(host.netns, key, value)
+    with IPRoute(netns=host.netns) as ipr:
+        loopback = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=loopback, state="up")
+        index = ipr.link_lookup(ifname=host.interface)[0]
+        ipr.link("set", index=index, txqlen=LINK_TXQUEUELEN)
+        ipr.addr("add", index=index, address=host.address, prefixlen=32, local=host.address)
+        ipr.link("set", index=index, state="up")
+        ipr.route("add", dst=host.peer_address, dst_len=32, oif=index, scope=253)
+
+
+def _build(
+    run_id: str,
+    impairment: ImpairmentSpec,
+    seed: int,
+    congestion_control: str,
+    ground_truth_path: Path,
+    persistent: bool,
+) -> Testbed:
+    client_ns, server_ns = namespace_names(run_id)
+    client = Host("client", client_ns, LINK_INTERFACE, CLIENT_ADDRESS, SERVER_ADDRESS)
+    server = Host("server", server_ns, LINK_INTERFACE, SERVER_ADDRESS, CLIENT_ADDRESS)
+    backend = _choose_backend(impairment)
+    testbed = Testbed(run_id, client, server, congestion_control, backend)
+    _write_state(
+        run_id,
+        run_id=run_id,
+        namespaces=[client_ns, server_ns],
+        owner_pid=os.getpid(),
+        persistent=persistent,
+        created=time.time(),
+    )
+    fds: list[int] = []
+    try:
+        for host in (client, server):
+            _netns.create(host.netns)
+            fds.append(_tun.open_tun(host.netns, host.interface))
+        for host in (client, server):
+            _configure_namespace(host)
+        testbed.engine = start_engine(
+            fds[0], fds[1], impairment, seed, ground_truth_path, die_with_parent=not persistent
+        )
+        testbed.ground_truth_path = ground_truth_path
+        _write_state(run_id, engine_pid=testbed.engine.pid)
+    except BaseException:
+        testbed.close()
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)  # the engine holds its own copies
+    return testbed
+
+
+def _choose_backend(impairment: ImpairmentSpec) -> str:
+    """The userspace engine is the default; netem only when asked for by name."""
+    if impairment.backend == "netem":
+        raise TestbedError(
+            "impairment.backend = 'netem' is not wired into the testbed yet; "
+            "use 'auto' or 'userspace' (the userspace engine has the same semantics)"
+        )
+    return "userspace"
+
+
+def _destroy(run_id: str) -> None:
+    """Kill what the testbed started and remove its namespaces and state file."""
+    state_path = _state_path(run_id)
+    state: dict[str, object] = {}
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads(state_path.read_text())
+    engine_pid = state.get("engine_pid")
+    if isinstance(engine_pid, int):
+        _terminate(engine_pid)
+    for name in namespace_names(run_id):
+        for pid in _netns.pids_in(name):
+            _terminate(pid)
+        _netns.remove(name)
+    remaining = [n for n in namespace_names(run_id) if n in _netns.list_all()]
+    if remaining:
+        raise TestbedError(f"could not remove namespaces {', '.join(remaining)}")
+    with contextlib.suppress(FileNotFoundError):
+        state_path.unlink()
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL after a short wait; only if it is still ours to kill."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def open_testbed(
+    impairment: ImpairmentSpec,
+    seed: int,
+    congestion_control: str,
+    ground_truth_path: Path,
+    *,
+    run_id: str | None = None,
+) -> Iterator[Testbed]:
+    """Build a testbed for the body and always tear it down (error, SIGINT, SIGTERM)."""
+    _require_root()
+    started = time.perf_counter()
+    testbed = _build(
+        run_id or new_run_id(), impairment, seed, congestion_control, ground_truth_path, False
+    )
+    testbed.setup_s = time.perf_counter() - started
+    try:
+        yield testbed
+    finally:
+        testbed.close()
+
+
+def build_persistent(
+    impairment: ImpairmentSpec, seed: int, congestion_control: str, ground_truth_path: Path
+) -> Testbed:
+    """A testbed that outlives the command (``lab testbed up``)."""
+    _require_root()
+    return _build(new_run_id(), impairment, seed, congestion_control, ground_truth_path, True)
+
+
+def destroy(run_id: str) -> None:
+    """Remove a testbed by id (``lab testbed down``)."""
+    _require_root()
+    _destroy(run_id)
+
+
+def cleanup_leftovers() -> list[str]:
+    """Remove every lab namespace whose owning process is gone; return what was removed.
+
+    Only names matching ``lab-<id>-c|s`` are touched. A live ``lab run`` keeps its
+    testbed; persistent testbeds (``lab testbed up``) are removed too, as asked.
+    """
+    _require_root()
+    removed: list[str] = []
+    run_ids = {str(s["run_id"]) for s in read_states() if _owner_gone(s)}
+    live_owned = {str(s["run_id"]) for s in read_states()} - run_ids
+    for name in _netns.list_all():
+        if _netns.is_lab_namespace(name):
+            run_id = name[len(_netns.PREFIX) : -2]
+            if run_id not in live_owned:
+                run_ids.add(run_id)
+    for run_id in sorted(run_ids):
+        present = [n for n in namespace_names(run_id) if n in _netns.list_all()]
+        _destroy(run_id)
+        removed.extend(present)
+    return removed
+
+
+def _owner_gone(state: dict[str, object]) -> bool:
+    if state.get("persistent"):
+        return True
+    owner = state.get("owner_pid")
+    if not isinstance(owner, int):
+        return True
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -1,0 +1,90 @@
+"""Named network namespaces: create, enter, remove, list.
+
+pyroute2 does the netlink and setns work; this module adds the lab's naming rule
+(everything it creates starts with ``lab-``) so cleanup can never touch anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyroute2 import netns as _pyroute2_netns
+
+#: Prefix of every namespace the lab creates: ``lab-<run id>-c`` / ``lab-<run id>-s``.
+PREFIX = "lab-"
+_LAB_NAMESPACE = re.compile(r"^lab-[a-z0-9]+-[cs]$")
+
+
+def is_lab_namespace(name: str) -> bool:
+    """True for names the lab's testbeds use (never for anything else on the host)."""
+    return bool(_LAB_NAMESPACE.match(name))
+
+
+def create(name: str) -> None:
+    """Create an empty named namespace (as ``ip netns add``)."""
+    _pyroute2_netns.create(name)
+
+
+def remove(name: str) -> None:
+    """Remove a named namespace; a missing one is not an error."""
+    with contextlib.suppress(FileNotFoundError, OSError):
+        _pyroute2_netns.remove(name)
+
+
+def list_all() -> list[str]:
+    """Names of all named namespaces on the host."""
+    return sorted(_pyroute2_netns.listnetns())
+
+
+def pids_in(name: str) -> list[int]:
+    """Processes whose network namespace is ``name``."""
+    try:
+        target = os.stat(Path(_pyroute2_netns.NETNS_RUN_DIR) / name)
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.stat(entry / "ns" / "net")
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+def enter(name: str) -> None:
+    """Move the calling thread into ``name`` for good (endpoints, sniffers: child processes)."""
+    _pyroute2_netns.setns(name, flags=0)
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run the body with the calling thread inside ``name``, then come back.
+
+    Sockets and TUN devices created in the body belong to ``name``; so do the
+    ``/proc/sys/net`` files opened there.
+    """
+    _pyroute2_netns.pushns(name)
+    try:
+        yield
+    finally:
+        _pyroute2_netns.popns()
+
+
+def write_sysctl(name: str, key: str, value: str) -> None:
+    """Set a per-namespace sysctl, e.g. ``net.ipv4.tcp_congestion_control``."""
+    with inside(name):
+        Path("/proc/sys", *key.split(".")).write_text(value)
+
+
+def read_sysctl(name: str, key: str) -> str:
+    """Read a per-namespace sysctl."""
+    with inside(name):
+        return Path("/proc/sys", *key.split(".")).read_text().strip()
