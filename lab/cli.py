@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import __version__
-from lab.errors import Interrupted, LabError
+from lab.errors import Interrupted, LabError, ScenarioError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -152,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as error:
         if args.debug:
             traceback.print_exc()
-        _stderr.print(f"lab: {error}" if not str(error).startswith(("scenarios", "/")) else str(error), markup=False)
+        # a scenario error already starts with the file name, the most useful prefix
+        text = str(error) if isinstance(error, ScenarioError) else f"lab: {error}"
+        _stderr.print(text, markup=False)
         return EXIT_USAGE
 
 

@@ -1,0 +1,49 @@
+"""Shared fixtures. Root-only tests are marked ``requires_root`` and skipped without root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = PROJECT_ROOT / "scenarios"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (network namespaces, raw sockets)")
+    for item in items:
+        if "requires_root" in item.keywords:
+            item.add_marker(skip)
+
+
+def lab_namespaces() -> set[str]:
+    """Namespaces of the lab's testbeds that exist right now."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("lab-")}
+
+
+@pytest.fixture
+def no_leftover_namespaces() -> Iterator[None]:
+    """Fail the test if it leaves a lab namespace behind."""
+    before = lab_namespaces()
+    yield
+    left = lab_namespaces() - before
+    assert not left, f"namespaces left behind: {sorted(left)}"
+
+
+@pytest.fixture
+def results_root(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+def write_scenario(directory: Path, text: str, name: str = "scenario.toml") -> Path:
+    """Write a scenario file for a test and return its path."""
+    path = directory / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,157 @@
+"""``lab run`` for real: namespaces, TUN link, engine, kernel sockets (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lab.runner import run_scenario
+from lab.scenario import load_scenario
+from tests.conftest import PROJECT_ROOT, SCENARIOS, lab_namespaces, write_scenario
+
+pytestmark = pytest.mark.requires_root
+LAB = [sys.executable, "-m", "lab"]
+
+
+def test_quickstart_delivers_everything_in_order_fast(
+    results_root: Path, no_leftover_namespaces: None
+) -> None:
+    path = SCENARIOS / "quickstart.toml"
+    scenario = load_scenario(path)
+    outcome = run_scenario(scenario, path, results_root)
+
+    summary = outcome.summary.set_index("protocol")
+    for protocol in ("tcp", "udp"):
+        row = summary.loc[protocol]
+        assert row["sent"] == scenario.workload.count
+        assert row["delivered"] == scenario.workload.count, f"{protocol} lost messages on a clean link"
+        assert row["out_of_order"] == 0
+        assert row["duplicates"] == 0
+        assert row["owd_p50_ms"] < 1.0, f"{protocol} p50 one-way delay {row['owd_p50_ms']} ms"
+    messages = outcome.messages
+    assert messages["intact"].all()
+    for _, group in messages.groupby("protocol"):
+        assert list(group.sort_values("arrival_index")["seq"]) == list(range(scenario.workload.count))
+
+    meta = json.loads((outcome.path / "meta.json").read_text())
+    assert meta["complete"] is True
+    assert meta["congestion_control"] == "cubic"
+    assert meta["format_version"] == 1
+    assert meta["seed"] == scenario.seed
+    assert meta["testbed_setup_s"] < 1.0 and meta["testbed_teardown_s"] < 1.0
+    for name in ("messages.csv", "summary.csv", "exchanges.csv", "scenario.toml"):
+        assert (outcome.path / name).exists(), name
+    on_disk = pd.read_csv(outcome.path / "messages.csv")
+    assert len(on_disk) == 2 * scenario.workload.count
+    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    assert exchanges.loc["tcp", "congestion_control"] == "cubic"
+    assert (exchanges["client_port"] >= 49152).all(), "client ports come from the IANA ephemeral range"
+
+
+def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path,
+        'name = "long"\ndescription = "interrupted on purpose"\n'
+        "[workload]\ncount = 20000\nrate = 1000\n",
+    )
+    results = tmp_path / "results"
+    before = lab_namespaces()
+    process = subprocess.Popen(
+        [*LAB, "run", str(scenario), "--results", str(results)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    time.sleep(1.0)  # midway through the TCP exchange
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert lab_namespaces() - before == set(), "namespaces left after SIGINT"
+    (run_folder,) = results.iterdir()
+    meta = json.loads((run_folder / "meta.json").read_text())
+    assert meta["complete"] is False
+    assert meta["incomplete_reason"] == "interrupted"
+    assert not (run_folder / "summary.csv").exists()
+
+
+def test_sigterm_tears_down(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path, 'name = "long"\ndescription = "terminated"\n[workload]\ncount = 20000\n'
+    )
+    before = lab_namespaces()
+    process = subprocess.Popen(
+        [*LAB, "run", str(scenario), "--results", str(tmp_path / "r")],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert lab_namespaces() - before == set()
+
+
+def test_cleanup_removes_what_sigkill_left(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path, 'name = "long"\ndescription = "killed"\n[workload]\ncount = 20000\n'
+    )
+    before = lab_namespaces()
+    process = subprocess.Popen(
+        [*LAB, "run", str(scenario), "--results", str(tmp_path / "r")],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    process.kill()
+    process.wait()
+    left = lab_namespaces() - before
+    assert len(left) == 2, "SIGKILL cannot be caught: the namespaces stay"
+    cleanup = subprocess.run([*LAB, "cleanup"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert lab_namespaces() & left == set()
+    for name in left:
+        assert name in cleanup.stdout
+    # the engine died with its parent (PR_SET_PDEATHSIG)
+    engines = subprocess.run(
+        ["pgrep", "-f", "lab.impairment.forwarder"], capture_output=True, text=True
+    ).stdout.split()
+    assert str(os.getpid()) not in engines and not engines
+
+
+def test_bad_scenario_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, 'name = "x"\n[workload]\nsize = 5\n', "x.toml")
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [*LAB, "run", str(scenario), "--results", str(results)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"{scenario}: workload.size: must be between 16 and 65000 (got 5)"
+    assert "Traceback" not in done.stderr
+    assert not results.exists()
+
+
+def _wait_for(condition: object, timeout_s: float) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

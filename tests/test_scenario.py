@@ -1,0 +1,115 @@
+"""Scenario schema: what is accepted, what is refused, and the exact one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.errors import ScenarioError
+from lab.impairment.spec import Direction
+from lab.scenario import Pattern, Protocol, load_scenario, parse_scenario
+from tests.conftest import SCENARIOS, write_scenario
+
+
+def test_minimal_scenario_gets_documented_defaults() -> None:
+    scenario = parse_scenario({"name": "x"})
+    assert scenario.protocols == [Protocol.TCP, Protocol.UDP]
+    assert scenario.workload.pattern is Pattern.STREAM
+    assert scenario.workload.messages_per_second == 1000.0
+    assert scenario.congestion_control == "cubic"
+    assert scenario.impairment.is_clean
+    assert scenario.ports.tcp >= 49152 and scenario.ports.udp >= 49152
+
+
+def test_interval_sets_the_rate() -> None:
+    scenario = parse_scenario({"name": "x", "workload": {"interval_ms": 4, "count": 100}})
+    assert scenario.workload.messages_per_second == 250.0
+    assert scenario.workload.send_duration_s == pytest.approx(0.4)
+
+
+def test_models_are_frozen() -> None:
+    scenario = parse_scenario({"name": "x"})
+    with pytest.raises(ValueError):
+        scenario.seed = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"name": "x", "workload": {"size": 5}}, "s.toml: workload.size: must be between 16 and 65000 (got 5)"),
+        ({"name": "x", "workload": {"size": 70000}}, "s.toml: workload.size: must be between 16 and 65000 (got 70000)"),
+        ({"name": "x", "workload": {"szie": 5}}, "s.toml: workload.szie: unknown key"),
+        ({"name": "x", "colour": "red"}, "s.toml: colour: unknown key"),
+        ({"name": "x", "ports": {"tcp": 80}}, "s.toml: ports.tcp: port 80 is well-known (< 1024); set ports.allow_privileged = true"),
+        ({"name": "x", "ports": {"udp": 70000}}, "s.toml: ports.udp: must be between 0 and 65535 (got 70000)"),
+        ({"name": "x", "ports": {"udp": 0}}, "s.toml: ports.udp: port 0 means 'any port'"),
+        ({"name": "x", "protocols": ["tcp", "sctp"]}, "s.toml: protocols.1: Input should be 'tcp', 'udp' or 'raw'"),
+        ({"name": "x", "protocols": ["tcp", "tcp"]}, "s.toml: protocols: each protocol may appear once"),
+        ({"name": "x", "protocols": []}, "s.toml: protocols:"),
+        ({"name": "x", "congestion_control": "vegas"}, "s.toml: congestion_control: must be one of 'cubic', 'reno' or 'bbr'"),
+        ({"name": "x", "workload": {"rate": 10, "interval_ms": 5}}, "s.toml: workload.rate: give either rate"),
+        ({"name": "x", "workload": {"rate": 0}}, "s.toml: workload.rate: must be between 0 and 1000000 (got 0)"),
+        ({"workload": {}}, "s.toml: name: required"),
+        ({"name": "bad name!"}, "s.toml: name: String should match pattern"),
+        ({"name": "x", "impairment": {"loss": 101}}, "s.toml: impairment.loss: must be between 0.0 and 100.0 (got 101)"),
+        ({"name": "x", "impairment": {"delay_ms": -1}}, "s.toml: impairment.delay_ms: must be between 0.0 and 60000.0 (got -1)"),
+        ({"name": "x", "impairment": {"reorder": 5}}, "s.toml: impairment.reorder: reordering needs delay_ms > 0"),
+        (
+            {"name": "x", "impairment": {"delay_ms": 5, "client_to_server": {"reorder": 5, "delay_ms": 0}}},
+            "s.toml: impairment.client_to_server.reorder: reordering needs delay_ms > 0",
+        ),
+        ({"name": "x", "impairment": {"jitter_ms": 5}}, "s.toml: impairment.jitter_ms: jitter needs delay_ms > 0"),
+        (
+            {"name": "x", "impairment": {"loss": 1, "gemodel": {"p": 1}}},
+            "s.toml: impairment.gemodel: give either loss (random) or gemodel (bursty), not both",
+        ),
+        ({"name": "x", "impairment": {"gemodel": {"p": 200}}}, "s.toml: impairment.gemodel.p: must be between 0.0 and 100.0 (got 200)"),
+        ({"name": "x", "impairment": {"backend": "tc"}}, "s.toml: impairment.backend: must be one of 'auto', 'userspace' or 'netem'"),
+        ({"name": "x", "impairment": {"server_to_client": {"lost": 3}}}, "s.toml: impairment.server_to_client.lost: unknown key"),
+    ],
+)
+def test_rejections_name_file_and_field(data: dict[str, object], expected: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(data, "s.toml")
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_privileged_port_allowed_when_asked() -> None:
+    scenario = parse_scenario({"name": "x", "ports": {"tcp": 80, "allow_privileged": True}})
+    assert scenario.ports.tcp == 80
+
+
+def test_direction_override_resolves_field_by_field() -> None:
+    scenario = parse_scenario(
+        {
+            "name": "x",
+            "impairment": {"delay_ms": 10, "loss": 2, "server_to_client": {"loss": 0}},
+        }
+    )
+    c2s = scenario.impairment.for_direction(Direction.CLIENT_TO_SERVER)
+    s2c = scenario.impairment.for_direction(Direction.SERVER_TO_CLIENT)
+    assert (c2s.delay_ms, c2s.loss) == (10, 2)
+    assert (s2c.delay_ms, s2c.loss) == (10, 0)
+
+
+def test_file_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"missing\.toml: no such file"):
+        load_scenario(tmp_path / "missing.toml")
+    broken = write_scenario(tmp_path, "name = \n", "broken.toml")
+    with pytest.raises(ScenarioError, match=r"broken\.toml: not valid TOML"):
+        load_scenario(broken)
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_validates(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.name
+    assert scenario.description, "shipped scenarios explain themselves"
+
+
+def test_scenarios_folder_is_not_empty() -> None:
+    assert (SCENARIOS / "quickstart.toml").exists()
+    assert len(list(SCENARIOS.glob("*.toml"))) >= 3
