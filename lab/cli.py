@@ -24,7 +24,8 @@ from lab.errors import Interrupted, LabError, ScenarioError
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_stdout = Console()
+# Not a terminal (pipes, CI logs): wide enough that the summary table is not cut.
+_stdout = Console() if sys.stdout.isatty() else Console(width=200)
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Handler = Callable[[argparse.Namespace], int]
@@ -69,6 +70,10 @@ def _print_summary(summary: object, title: str) -> None:
         ("jitter_ms", "jitter ms", "{:.3f}"),
         ("goodput_bps", "goodput Mbit/s", "{:.3f}"),
     ]
+    if "rtt_p50_ms" in summary and summary["rtt_p50_ms"].notna().any():
+        columns[-1:-1] = [("rtt_p50_ms", "RTT p50 ms", "{:.3f}"), ("rtt_p99_ms", "RTT p99 ms", "{:.3f}")]
+    if "losses_explained" in summary:
+        columns.append(("losses_explained", "losses explained", "{:d}"))
     for _, header, _ in columns:
         table.add_column(header, justify="right")
     for _, row in summary.iterrows():
@@ -77,7 +82,7 @@ def _print_summary(summary: object, title: str) -> None:
             value = row.get(key)
             if key == "goodput_bps" and value is not None:
                 value = value / 1e6
-            if isinstance(value, float) and math.isnan(value):
+            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 cells.append("–")
             else:
                 cells.append(fmt.format(int(value) if fmt == "{:d}" else value))

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab.analysis.impairment import impairment_by_protocol, udp_losses_explained
 from lab.analysis.summary import summarize
+from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.results import RunFolder
 from lab.scenario import Scenario
@@ -56,6 +58,35 @@ def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _write_ground_truth(
+    folder: RunFolder, messages: pd.DataFrame, exchange_rows: pd.DataFrame, summary: pd.DataFrame
+) -> dict[str, object]:
+    """impairment.csv, accounting.csv and the per-protocol join; adds columns to ``summary``."""
+    npz = folder.path / "ground_truth.npz"
+    if not npz.exists():
+        return {"ground_truth": None}
+    ground_truth, engine_meta = load_ground_truth(npz)
+    folder.write_table("impairment", ground_truth)
+    books = accounting(ground_truth)
+    folder.write_table("accounting", books)
+    folder.write_table("impairment_by_protocol", impairment_by_protocol(ground_truth, exchange_rows))
+    npz.unlink()
+    summary["accounting_closes"] = bool(books["closes"].all()) if len(books) else True
+    if "udp" in set(exchange_rows["protocol"]):
+        port = int(exchange_rows.set_index("protocol").loc["udp", "server_port"])
+        explained = udp_losses_explained(messages, ground_truth, port)
+        summary["losses_explained"] = summary["protocol"].map(
+            {"udp": int(explained["explained"].sum())}
+        ).astype("Int64")
+    return {
+        "ground_truth": {
+            "packets": len(ground_truth),
+            "accounting_closes": bool(books["closes"].all()) if len(books) else True,
+            "write_errors": engine_meta.get("write_errors", 0),
+        }
+    }
+
+
 def run_scenario(
     scenario: Scenario,
     scenario_file: Path,
@@ -91,13 +122,18 @@ def run_scenario(
         progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
         messages = pd.concat([e.messages for e in exchanges], ignore_index=True)
         summary = summarize(messages)
+        exchange_rows = exchanges_table(exchanges)
         folder.write_table("messages", messages)
+        folder.write_table("exchanges", exchange_rows)
+        engine = _write_ground_truth(folder, messages, exchange_rows, summary)
         folder.write_table("summary", summary)
-        folder.write_table("exchanges", exchanges_table(exchanges))
+        overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
         folder.finish(
             testbed_setup_s=round(testbed.setup_s, 4),
             testbed_teardown_s=round(testbed.teardown_s, 4),
             link_stats=link_stats,
+            engine_overload_drops=overload,
+            **engine,
         )
     except BaseException as error:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
