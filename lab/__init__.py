@@ -5,9 +5,8 @@ the data flow (scenario -> testbed -> impairment -> exchanges -> capture -> anal
 report) lives in its own module or subpackage.
 """
 
+from lab._version import __version__
 from lab.errors import LabError
 from lab.scenario import Scenario, load_scenario
-
-__version__ = "0.1.0"
 
 __all__ = ["LabError", "Scenario", "__version__", "load_scenario"]

@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab import __version__
-from lab.errors import Interrupted, LabError, ScenarioError
+from lab._version import __version__
+from lab.errors import LabError, ScenarioError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -45,9 +45,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=lambda text: status.update(f"{scenario.name}: {text}"),
         )
     _print_summary(outcome.summary, title=f"{scenario.name} — {scenario.description}".strip(" —"))
-    _stdout.print(
-        f"testbed set-up {outcome.setup_s * 1000:.0f} ms, tear-down {outcome.teardown_s * 1000:.0f} ms"
-    )
+    setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
+    _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
     _stdout.print(f"results: [bold]{outcome.path}[/bold]")
     return 0
 
@@ -71,7 +70,10 @@ def _print_summary(summary: object, title: str) -> None:
         ("goodput_bps", "goodput Mbit/s", "{:.3f}"),
     ]
     if "rtt_p50_ms" in summary and summary["rtt_p50_ms"].notna().any():
-        columns[-1:-1] = [("rtt_p50_ms", "RTT p50 ms", "{:.3f}"), ("rtt_p99_ms", "RTT p99 ms", "{:.3f}")]
+        columns[-1:-1] = [
+            ("rtt_p50_ms", "RTT p50 ms", "{:.3f}"),
+            ("rtt_p99_ms", "RTT p99 ms", "{:.3f}"),
+        ]
     if "losses_explained" in summary:
         columns.append(("losses_explained", "losses explained", "{:d}"))
     for _, header, _ in columns:
@@ -101,7 +103,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             _stderr.print(str(error), markup=False)
             failures += 1
             continue
-        _stdout.print(f"{path}: ok ({scenario.name}: {', '.join(p.value for p in scenario.protocols)})")
+        _stdout.print(
+            f"{path}: ok ({scenario.name}: {', '.join(p.value for p in scenario.protocols)})"
+        )
     return EXIT_USAGE if failures else 0
 
 
@@ -111,6 +115,65 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
     removed = cleanup_leftovers()
     _stdout.print(f"removed: {', '.join(removed)}" if removed else "nothing to clean up")
     return 0
+
+
+def _cmd_testbed_up(args: argparse.Namespace) -> int:
+    from lab.scenario import load_scenario
+    from lab.testbed import STATE_DIR, build_persistent
+
+    scenario = load_scenario(args.scenario)
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    ground_truth = STATE_DIR / f"{scenario.name}-ground-truth.npz"
+    testbed = build_persistent(
+        scenario.impairment, scenario.seed, scenario.congestion_control, ground_truth
+    )
+    _stdout.print(f"testbed [bold]{testbed.run_id}[/bold] is up ({scenario.name}); impaired link:")
+    for host in (testbed.client, testbed.server):
+        _stdout.print(f"  {host.role:<6} {host.address:<12} namespace {host.netns}")
+    _stdout.print(
+        "try:  lab exec server -- iperf3 -s -1 &   lab exec client -- iperf3 -c server -u -b 10M -t 3\n"
+        f"stop: lab testbed down {testbed.run_id}"
+    )
+    return 0
+
+
+def _pick_testbed(run_id: str | None) -> str:
+    from lab.testbed import persistent_testbeds
+
+    ids = [str(s["run_id"]) for s in persistent_testbeds()]
+    if run_id:
+        if run_id not in ids:
+            raise LabError(f"no testbed {run_id!r} is up (up: {', '.join(ids) or 'none'})")
+        return run_id
+    if len(ids) != 1:
+        raise LabError(
+            "no testbed is up: start one with `lab testbed up SCENARIO`"
+            if not ids
+            else f"several testbeds are up ({', '.join(ids)}): name one with --id"
+        )
+    return ids[0]
+
+
+def _cmd_testbed_down(args: argparse.Namespace) -> int:
+    from lab.testbed import destroy
+
+    run_id = _pick_testbed(args.id)
+    destroy(run_id)
+    _stdout.print(f"testbed {run_id} removed")
+    return 0
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    import os
+
+    from lab.testbed import exec_argv
+
+    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabError("lab exec: give a command after --, e.g. lab exec client -- ping -c 3 server")
+    argv = exec_argv(_pick_testbed(args.id), args.host, command)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +196,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     cleanup = commands.add_parser("cleanup", help="remove testbeds left by killed runs (root)")
     cleanup.set_defaults(handler=_cmd_cleanup)
+
+    testbed = commands.add_parser("testbed", help="keep an impaired testbed up for your own tools")
+    testbed_commands = testbed.add_subparsers(dest="testbed_command", required=True)
+    up = testbed_commands.add_parser("up", help="build the scenario's testbed and leave it running")
+    up.add_argument("scenario", help="scenario file: its [impairment] is applied")
+    up.set_defaults(handler=_cmd_testbed_up)
+    down = testbed_commands.add_parser("down", help="remove a testbed started with `up`")
+    down.add_argument("id", nargs="?", help="testbed id (optional when only one is up)")
+    down.set_defaults(handler=_cmd_testbed_down)
+
+    run_in = commands.add_parser(
+        "exec",
+        help="run a command on a testbed host, e.g. lab exec client -- ping -c 3 server",
+    )
+    run_in.add_argument("host", choices=["client", "server"])
+    run_in.add_argument("--id", help="testbed id (optional when only one is up)")
+    run_in.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    run_in.set_defaults(handler=_cmd_exec)
+
+    from lab.capture import live
+
+    sniff = commands.add_parser(
+        "sniff",
+        help="capture live traffic on an interface (root), with a live summary",
+        description="Capture packets on IFACE with a RAW AF_PACKET socket (root or CAP_NET_RAW);"
+        " a live summary per protocol and flow.",
+    )
+    live.add_arguments(sniff)
+    sniff.set_defaults(handler=live.run)
     return parser
 
 
@@ -150,9 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         _stderr.print("lab: interrupted; testbed torn down, run marked incomplete", markup=False)
-        return EXIT_INTERRUPTED
-    except Interrupted as error:
-        _stderr.print(f"lab: {error}", markup=False)
         return EXIT_INTERRUPTED
     except LabError as error:
         if args.debug:

@@ -49,7 +49,3 @@ class AnalysisError(LabError):
 
 class ResultsError(LabError):
     """A results folder is missing, incomplete or of a newer format."""
-
-
-class Interrupted(LabError):
-    """The run was stopped by SIGINT or SIGTERM; the testbed was torn down."""

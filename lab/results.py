@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab._version import __version__
 from lab.errors import ResultsError
 
 #: Version of the results format (files, columns, units); see results/README.md.
@@ -39,7 +40,7 @@ def _iso(t: float) -> str:
 
 def environment() -> dict[str, Any]:
     """What the numbers depend on: kernel, Python, package versions."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -76,8 +77,6 @@ class RunFolder:
                 suffix += 1
                 path = root / f"{base}-{suffix}"
         shutil.copyfile(scenario_file, path / "scenario.toml")
-        from lab import __version__
-
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "lab_version": __version__,

@@ -15,8 +15,10 @@ import pandas as pd
 
 from lab.analysis.impairment import impairment_by_protocol, udp_losses_explained
 from lab.analysis.summary import summarize
-from lab.impairment.groundtruth import accounting, load_ground_truth
+from lab.capture.during_run import capture_link, captures_table
+from lab.capture.sniffer import CaptureStats
 from lab.exchanges import ExchangeResult, run_exchange
+from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.results import RunFolder
 from lab.scenario import Scenario
 from lab.testbed import open_testbed
@@ -69,15 +71,18 @@ def _write_ground_truth(
     folder.write_table("impairment", ground_truth)
     books = accounting(ground_truth)
     folder.write_table("accounting", books)
-    folder.write_table("impairment_by_protocol", impairment_by_protocol(ground_truth, exchange_rows))
+    folder.write_table(
+        "impairment_by_protocol", impairment_by_protocol(ground_truth, exchange_rows)
+    )
     npz.unlink()
     summary["accounting_closes"] = bool(books["closes"].all()) if len(books) else True
     if "udp" in set(exchange_rows["protocol"]):
-        port = int(exchange_rows.set_index("protocol").loc["udp", "server_port"])
+        udp_row = exchange_rows.loc[exchange_rows["protocol"] == "udp"].iloc[0]
+        port = int(udp_row["server_port"])
         explained = udp_losses_explained(messages, ground_truth, port)
-        summary["losses_explained"] = summary["protocol"].map(
-            {"udp": int(explained["explained"].sum())}
-        ).astype("Int64")
+        summary["losses_explained"] = (
+            summary["protocol"].map({"udp": int(explained["explained"].sum())}).astype("Int64")
+        )
     return {
         "ground_truth": {
             "packets": len(ground_truth),
@@ -97,6 +102,7 @@ def run_scenario(
     folder = RunFolder.create(results_root, scenario.name, scenario_file, scenario.seed)
     progress(f"results: {folder.path}")
     exchanges: list[ExchangeResult] = []
+    captures: list[tuple[str, str, CaptureStats]] = []
     try:
         with open_testbed(
             scenario.impairment,
@@ -116,7 +122,13 @@ def run_scenario(
             for protocol in scenario.protocols:
                 progress(f"{protocol.value}: {scenario.workload.count} messages")
                 started = time.perf_counter()
-                exchanges.append(run_exchange(scenario, protocol, testbed))
+                hosts = (testbed.client, testbed.server)
+                with capture_link(folder.path, protocol.value, hosts) as stats:
+                    exchanges.append(run_exchange(scenario, protocol, testbed))
+                captures += [
+                    (protocol.value, role, s)
+                    for role, s in zip(("client", "server"), stats, strict=True)
+                ]
                 progress(f"{protocol.value}: done in {time.perf_counter() - started:.2f} s")
             link_stats = testbed.link_stats()
         progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
@@ -126,6 +138,10 @@ def run_scenario(
         folder.write_table("messages", messages)
         folder.write_table("exchanges", exchange_rows)
         engine = _write_ground_truth(folder, messages, exchange_rows, summary)
+        capture_rows = captures_table(captures)
+        folder.write_table("captures", capture_rows)
+        drops = capture_rows.groupby("protocol")["kernel_drops"].sum()
+        summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
         folder.finish(
@@ -136,7 +152,13 @@ def run_scenario(
             **engine,
         )
     except BaseException as error:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        reason = (
+            "interrupted"
+            if isinstance(error, KeyboardInterrupt)
+            else f"{type(error).__name__}: {error}"
+        )
         folder.abandon(reason)
         raise
-    return RunOutcome(folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s)
+    return RunOutcome(
+        folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s
+    )

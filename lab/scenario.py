@@ -113,7 +113,9 @@ class Timeouts(_Frozen):
 class Scenario(_Frozen):
     """One experiment, as read from a scenario file."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ]
     description: str = ""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 1
     protocols: Annotated[list[Protocol], Field(min_length=1)] = [Protocol.TCP, Protocol.UDP]

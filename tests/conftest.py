@@ -24,7 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def lab_namespaces() -> set[str]:
     """Namespaces of the lab's testbeds that exist right now."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
     return {line.split()[0] for line in out.splitlines() if line.startswith("lab-")}
 
 

@@ -254,8 +254,8 @@ def test_filtered_burst_is_captured_exactly(testbed: Testbed, tmp_path: Path) ->
     assert rx_stats.started_ns < rx_stats.stopped_ns
     assert read_header(ingress).linktype == LINKTYPE_ETHERNET
 
-    from scapy.layers.inet import UDP  # noqa: PLC0415
-    from scapy.utils import rdpcap  # noqa: PLC0415
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
 
     pkts = rdpcap(str(ingress))
     assert len(pkts) == n
@@ -306,8 +306,8 @@ def test_tun_capture_is_raw_ip_both_directions(testbed: Testbed, tmp_path: Path)
     assert (stats.packets, stats.kernel_drops, stats.linktype) == (2 * n, 0, LINKTYPE_RAW)
     assert read_header(path).linktype == LINKTYPE_RAW
 
-    from scapy.layers.inet import IP, UDP  # noqa: PLC0415
-    from scapy.utils import rdpcap  # noqa: PLC0415
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
 
     pkts = rdpcap(str(path))
     assert len(pkts) == 2 * n

@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.requires_root, pytest.mark.slow]
 
 def _run(tmp_path: Path, body: str, name: str = "t") -> RunOutcome:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    path = write_scenario(tmp_path, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml")
+    path = write_scenario(
+        tmp_path, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml"
+    )
     return run_scenario(load_scenario(path), path, tmp_path / "results")
 
 
@@ -32,10 +34,14 @@ def _row(outcome: RunOutcome, protocol: str) -> pd.Series:
 def _accounting_closes(outcome: RunOutcome) -> None:
     books = pd.read_csv(outcome.path / "accounting.csv")
     assert books["closes"].all(), books.to_string()
-    assert (books["packets_in"] == books["forwarded"] + books["dropped_loss"] + books["dropped_queue"]).all()
+    assert (
+        books["packets_in"] == books["forwarded"] + books["dropped_loss"] + books["dropped_queue"]
+    ).all()
 
 
-def test_random_loss_is_binomial_over_20k_datagrams(tmp_path: Path, no_leftover_namespaces: None) -> None:
+def test_random_loss_is_binomial_over_20k_datagrams(
+    tmp_path: Path, no_leftover_namespaces: None
+) -> None:
     n, p = 20_000, 0.05
     outcome = _run(
         tmp_path,
@@ -79,9 +85,13 @@ def test_reordering_shows_in_udp_and_is_hidden_but_paid_for_by_tcp(tmp_path: Pat
     owd = outcome.messages.assign(fast=outcome.messages["owd_ns"] < 2_000_000)
     fast = owd.groupby("protocol")["fast"].mean()
     assert fast["udp"] > 0.05, "about 10 % of datagrams skip the delay"
-    assert fast["tcp"] < fast["udp"] / 3, "early TCP segments wait for the missing one (head-of-line)"
+    assert fast["tcp"] < fast["udp"] / 3, (
+        "early TCP segments wait for the missing one (head-of-line)"
+    )
     assert tcp["owd_p99_ms"] > udp["owd_p99_ms"], "TCP pays for reordering in delay"
-    truth = pd.read_csv(outcome.path / "impairment_by_protocol.csv").set_index(["protocol", "direction"])
+    truth = pd.read_csv(outcome.path / "impairment_by_protocol.csv").set_index(
+        ["protocol", "direction"]
+    )
     assert truth.loc[("tcp", "client_to_server"), "reordered"] > 0
     _accounting_closes(outcome)
 
@@ -121,7 +131,7 @@ def test_duplicates_and_corruption_reach_udp_and_are_absorbed_by_tcp(tmp_path: P
 
 
 def test_same_seed_same_drops_other_seed_other_drops(tmp_path: Path) -> None:
-    body = '[workload]\ncount = 3000\nrate = 5000\n[impairment]\nloss = 10\n'
+    body = "[workload]\ncount = 3000\nrate = 5000\n[impairment]\nloss = 10\n"
     lost = []
     for index, seed in enumerate((5, 5, 6)):
         outcome = _run(tmp_path / str(index), f'protocols = ["udp"]\nseed = {seed}\n{body}')

@@ -32,14 +32,18 @@ def test_quickstart_delivers_everything_in_order_fast(
     for protocol in ("tcp", "udp"):
         row = summary.loc[protocol]
         assert row["sent"] == scenario.workload.count
-        assert row["delivered"] == scenario.workload.count, f"{protocol} lost messages on a clean link"
+        assert row["delivered"] == scenario.workload.count, (
+            f"{protocol} lost messages on a clean link"
+        )
         assert row["out_of_order"] == 0
         assert row["duplicates"] == 0
         assert row["owd_p50_ms"] < 1.0, f"{protocol} p50 one-way delay {row['owd_p50_ms']} ms"
     messages = outcome.messages
     assert messages["intact"].all()
     for _, group in messages.groupby("protocol"):
-        assert list(group.sort_values("arrival_index")["seq"]) == list(range(scenario.workload.count))
+        assert list(group.sort_values("arrival_index")["seq"]) == list(
+            range(scenario.workload.count)
+        )
 
     meta = json.loads((outcome.path / "meta.json").read_text())
     assert meta["complete"] is True
@@ -53,7 +57,9 @@ def test_quickstart_delivers_everything_in_order_fast(
     assert len(on_disk) == 2 * scenario.workload.count
     exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
     assert exchanges.loc["tcp", "congestion_control"] == "cubic"
-    assert (exchanges["client_port"] >= 49152).all(), "client ports come from the IANA ephemeral range"
+    assert (exchanges["client_port"] >= 49152).all(), (
+        "client ports come from the IANA ephemeral range"
+    )
 
 
 def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
@@ -120,14 +126,16 @@ def test_cleanup_removes_what_sigkill_left(tmp_path: Path) -> None:
     process.wait()
     left = lab_namespaces() - before
     assert len(left) == 2, "SIGKILL cannot be caught: the namespaces stay"
-    cleanup = subprocess.run([*LAB, "cleanup"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    cleanup = subprocess.run(
+        [*LAB, "cleanup"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
     assert cleanup.returncode == 0, cleanup.stderr
     assert lab_namespaces() & left == set()
     for name in left:
         assert name in cleanup.stdout
     # the engine died with its parent (PR_SET_PDEATHSIG)
     engines = subprocess.run(
-        ["pgrep", "-f", "lab.impairment.forwarder"], capture_output=True, text=True
+        ["pgrep", "-f", "lab.impairment.forwarder"], capture_output=True, text=True, check=False
     ).stdout.split()
     assert str(os.getpid()) not in engines and not engines
 
@@ -140,6 +148,7 @@ def test_bad_scenario_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"{scenario}: workload.size: must be between 16 and 65000 (got 5)"

@@ -37,36 +37,87 @@ def test_models_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"name": "x", "workload": {"size": 5}}, "s.toml: workload.size: must be between 16 and 65000 (got 5)"),
-        ({"name": "x", "workload": {"size": 70000}}, "s.toml: workload.size: must be between 16 and 65000 (got 70000)"),
+        (
+            {"name": "x", "workload": {"size": 5}},
+            "s.toml: workload.size: must be between 16 and 65000 (got 5)",
+        ),
+        (
+            {"name": "x", "workload": {"size": 70000}},
+            "s.toml: workload.size: must be between 16 and 65000 (got 70000)",
+        ),
         ({"name": "x", "workload": {"szie": 5}}, "s.toml: workload.szie: unknown key"),
         ({"name": "x", "colour": "red"}, "s.toml: colour: unknown key"),
-        ({"name": "x", "ports": {"tcp": 80}}, "s.toml: ports.tcp: port 80 is well-known (< 1024); set ports.allow_privileged = true"),
-        ({"name": "x", "ports": {"udp": 70000}}, "s.toml: ports.udp: must be between 0 and 65535 (got 70000)"),
+        (
+            {"name": "x", "ports": {"tcp": 80}},
+            "s.toml: ports.tcp: port 80 is well-known (< 1024); set ports.allow_privileged = true",
+        ),
+        (
+            {"name": "x", "ports": {"udp": 70000}},
+            "s.toml: ports.udp: must be between 0 and 65535 (got 70000)",
+        ),
         ({"name": "x", "ports": {"udp": 0}}, "s.toml: ports.udp: port 0 means 'any port'"),
-        ({"name": "x", "protocols": ["tcp", "sctp"]}, "s.toml: protocols.1: Input should be 'tcp', 'udp' or 'raw'"),
-        ({"name": "x", "protocols": ["tcp", "tcp"]}, "s.toml: protocols: each protocol may appear once"),
+        (
+            {"name": "x", "protocols": ["tcp", "sctp"]},
+            "s.toml: protocols.1: Input should be 'tcp', 'udp' or 'raw'",
+        ),
+        (
+            {"name": "x", "protocols": ["tcp", "tcp"]},
+            "s.toml: protocols: each protocol may appear once",
+        ),
         ({"name": "x", "protocols": []}, "s.toml: protocols:"),
-        ({"name": "x", "congestion_control": "vegas"}, "s.toml: congestion_control: must be one of 'cubic', 'reno' or 'bbr'"),
-        ({"name": "x", "workload": {"rate": 10, "interval_ms": 5}}, "s.toml: workload.rate: give either rate"),
-        ({"name": "x", "workload": {"rate": 0}}, "s.toml: workload.rate: must be between 0 and 1000000 (got 0)"),
+        (
+            {"name": "x", "congestion_control": "vegas"},
+            "s.toml: congestion_control: must be one of 'cubic', 'reno' or 'bbr'",
+        ),
+        (
+            {"name": "x", "workload": {"rate": 10, "interval_ms": 5}},
+            "s.toml: workload.rate: give either rate",
+        ),
+        (
+            {"name": "x", "workload": {"rate": 0}},
+            "s.toml: workload.rate: must be between 0 and 1000000 (got 0)",
+        ),
         ({"workload": {}}, "s.toml: name: required"),
         ({"name": "bad name!"}, "s.toml: name: String should match pattern"),
-        ({"name": "x", "impairment": {"loss": 101}}, "s.toml: impairment.loss: must be between 0.0 and 100.0 (got 101)"),
-        ({"name": "x", "impairment": {"delay_ms": -1}}, "s.toml: impairment.delay_ms: must be between 0.0 and 60000.0 (got -1)"),
-        ({"name": "x", "impairment": {"reorder": 5}}, "s.toml: impairment.reorder: reordering needs delay_ms > 0"),
         (
-            {"name": "x", "impairment": {"delay_ms": 5, "client_to_server": {"reorder": 5, "delay_ms": 0}}},
+            {"name": "x", "impairment": {"loss": 101}},
+            "s.toml: impairment.loss: must be between 0.0 and 100.0 (got 101)",
+        ),
+        (
+            {"name": "x", "impairment": {"delay_ms": -1}},
+            "s.toml: impairment.delay_ms: must be between 0.0 and 60000.0 (got -1)",
+        ),
+        (
+            {"name": "x", "impairment": {"reorder": 5}},
+            "s.toml: impairment.reorder: reordering needs delay_ms > 0",
+        ),
+        (
+            {
+                "name": "x",
+                "impairment": {"delay_ms": 5, "client_to_server": {"reorder": 5, "delay_ms": 0}},
+            },
             "s.toml: impairment.client_to_server.reorder: reordering needs delay_ms > 0",
         ),
-        ({"name": "x", "impairment": {"jitter_ms": 5}}, "s.toml: impairment.jitter_ms: jitter needs delay_ms > 0"),
+        (
+            {"name": "x", "impairment": {"jitter_ms": 5}},
+            "s.toml: impairment.jitter_ms: jitter needs delay_ms > 0",
+        ),
         (
             {"name": "x", "impairment": {"loss": 1, "gemodel": {"p": 1}}},
             "s.toml: impairment.gemodel: give either loss (random) or gemodel (bursty), not both",
         ),
-        ({"name": "x", "impairment": {"gemodel": {"p": 200}}}, "s.toml: impairment.gemodel.p: must be between 0.0 and 100.0 (got 200)"),
-        ({"name": "x", "impairment": {"backend": "tc"}}, "s.toml: impairment.backend: must be one of 'auto', 'userspace' or 'netem'"),
-        ({"name": "x", "impairment": {"server_to_client": {"lost": 3}}}, "s.toml: impairment.server_to_client.lost: unknown key"),
+        (
+            {"name": "x", "impairment": {"gemodel": {"p": 200}}},
+            "s.toml: impairment.gemodel.p: must be between 0.0 and 100.0 (got 200)",
+        ),
+        (
+            {"name": "x", "impairment": {"backend": "tc"}},
+            "s.toml: impairment.backend: must be one of 'auto', 'userspace' or 'netem'",
+        ),
+        (
+            {"name": "x", "impairment": {"server_to_client": {"lost": 3}}},
+            "s.toml: impairment.server_to_client.lost: unknown key",
+        ),
     ],
 )
 def test_rejections_name_file_and_field(data: dict[str, object], expected: str) -> None:

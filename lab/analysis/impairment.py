@@ -9,7 +9,9 @@ from lab.impairment.groundtruth import IPPROTO_TCP, IPPROTO_UDP
 _PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
-def packets_of_exchange(ground_truth: pd.DataFrame, protocol: str, server_port: int) -> pd.DataFrame:
+def packets_of_exchange(
+    ground_truth: pd.DataFrame, protocol: str, server_port: int
+) -> pd.DataFrame:
     """The packets of one exchange: its IP protocol and the server's port, both directions."""
     number = _PROTOCOL_NUMBERS[protocol]
     same_proto = ground_truth["ip_proto"] == number
@@ -21,7 +23,9 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
     """Per protocol and direction: packets the engine saw and what it did to them."""
     rows = []
     for _, exchange in exchanges.iterrows():
-        packets = packets_of_exchange(ground_truth, exchange["protocol"], int(exchange["server_port"]))
+        packets = packets_of_exchange(
+            ground_truth, exchange["protocol"], int(exchange["server_port"])
+        )
         for direction, group in packets.groupby("direction", observed=False):
             rows.append(
                 {
@@ -38,7 +42,9 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
     return pd.DataFrame(rows)
 
 
-def udp_losses_explained(messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int) -> pd.DataFrame:
+def udp_losses_explained(
+    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int
+) -> pd.DataFrame:
     """Every UDP message lost, with the engine decision that explains it (if any).
 
     A message is explained when the engine dropped its datagram (loss or queue) or

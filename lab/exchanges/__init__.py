@@ -93,12 +93,18 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> Ex
         server, server_control = spawn(testbed.server.netns, "server", partial(serve, settings))
         processes.append(server)
         _expect(server_control, "ready", settings.connect_timeout_s, protocol, "server")
-        client, client_control = spawn(testbed.client.netns, "client", partial(run_client, settings))
+        client, client_control = spawn(
+            testbed.client.netns, "client", partial(run_client, settings)
+        )
         processes.append(client)
         client_result = _result(client_control, budget_s, protocol, "client")
         with contextlib.suppress(BrokenPipeError):  # a TCP server may be done already
-            server_control.send(("sender_done", time.time_ns() + int(settings.drain_timeout_s * 1e9)))
-        server_result = _result(server_control, settings.drain_timeout_s + budget_s, protocol, "server")
+            server_control.send(
+                ("sender_done", time.time_ns() + int(settings.drain_timeout_s * 1e9))
+            )
+        server_result = _result(
+            server_control, settings.drain_timeout_s + budget_s, protocol, "server"
+        )
     finally:
         for process in processes:
             process.join(2.0)
@@ -109,7 +115,9 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> Ex
     return ExchangeResult(protocol, messages, client_result, server_result, started, time.time_ns())
 
 
-def _expect(control: Connection, what: str, timeout_s: float, protocol: Protocol, role: str) -> object:
+def _expect(
+    control: Connection, what: str, timeout_s: float, protocol: Protocol, role: str
+) -> object:
     if not control.poll(timeout_s):
         raise ExchangeError(f"{protocol.value} {role}: no '{what}' within {timeout_s:g} s")
     try:
@@ -144,17 +152,17 @@ def build_messages(
             "seq": np.arange(count, dtype=np.int64),
             "size": np.full(count, settings.size, dtype=np.int64),
             "t_send_ns": np.asarray(client.t_send_ns, dtype=np.int64),
-            "t_recv_ns": received["t"],
-            "arrival_index": received["index"],
-            "copies": received["copies"],
-            "duplicate": received["copies"] > 1,
-            "intact": received["intact"],
+            "t_recv_ns": received.t,
+            "arrival_index": received.index,
+            "copies": received.copies,
+            "duplicate": received.copies > 1,
+            "intact": received.intact,
         }
     )
     frame["owd_ns"] = frame["t_recv_ns"] - frame["t_send_ns"]
     if settings.echo:
         echoed = _first_arrivals(client.arrivals, count)
-        frame["t_echo_ns"] = echoed["t"]
+        frame["t_echo_ns"] = echoed.t
         frame["rtt_ns"] = frame["t_echo_ns"] - frame["t_send_ns"]
     else:
         frame["t_echo_ns"] = pd.array([pd.NA] * count, dtype="Int64")
@@ -162,7 +170,15 @@ def build_messages(
     return frame[list(MESSAGE_COLUMNS)]
 
 
-def _first_arrivals(arrivals: list[tuple[int, int, bool]], count: int) -> dict[str, object]:
+@dataclass
+class _FirstArrivals:
+    t: pd.arrays.IntegerArray
+    index: pd.arrays.IntegerArray
+    copies: np.ndarray
+    intact: pd.arrays.BooleanArray
+
+
+def _first_arrivals(arrivals: list[tuple[int, int, bool]], count: int) -> _FirstArrivals:
     """Per seq: first arrival time, order among first arrivals, copies, all copies intact."""
     t = pd.array([pd.NA] * count, dtype="Int64")
     index = pd.array([pd.NA] * count, dtype="Int64")
@@ -182,4 +198,4 @@ def _first_arrivals(arrivals: list[tuple[int, int, bool]], count: int) -> dict[s
         index[unique_seqs[order]] = np.arange(len(order))
     intact_or_na = pd.array(intact, dtype="boolean")
     intact_or_na[copies == 0] = pd.NA
-    return {"t": t, "index": index, "copies": copies, "intact": intact_or_na}
+    return _FirstArrivals(t, index, copies, intact_or_na)

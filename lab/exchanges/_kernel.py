@@ -11,7 +11,15 @@ from pathlib import Path
 
 _FILES = ("/proc/net/snmp", "/proc/net/netstat")
 _KEEP = {
-    "Tcp": ("ActiveOpens", "PassiveOpens", "InSegs", "OutSegs", "RetransSegs", "InErrs", "InCsumErrors"),
+    "Tcp": (
+        "ActiveOpens",
+        "PassiveOpens",
+        "InSegs",
+        "OutSegs",
+        "RetransSegs",
+        "InErrs",
+        "InCsumErrors",
+    ),
     "Udp": ("InDatagrams", "NoPorts", "InErrors", "OutDatagrams", "RcvbufErrors", "InCsumErrors"),
     "TcpExt": (
         "TCPLostRetransmit",

@@ -130,7 +130,9 @@ class _EchoReader:
                 return
             now = time.time_ns()
             for message in stream.feed(chunk):
-                self._arrivals.append((parse_header(message)[0], now, message[16:] == self._expected))
+                self._arrivals.append(
+                    (parse_header(message)[0], now, message[16:] == self._expected)
+                )
 
     def join(self, settings: EndpointSettings) -> list[tuple[int, int, bool]]:
         self._stop_at = time.monotonic() + settings.run_timeout_s

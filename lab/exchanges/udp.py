@@ -39,11 +39,12 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
         result.local_port = settings.port
         control.send(("ready",))
         deadline: int | None = None
+        watched = [server.fileno(), control.fileno()]
         while len(seen) < settings.count and (deadline is None or time.time_ns() < deadline):
-            readable, _, _ = select.select([server, control], [], [], POLL_INTERVAL_S)
-            if control in readable:
+            ready, _, _ = select.select(watched, [], [], POLL_INTERVAL_S)
+            if control.fileno() in ready:
                 deadline = deadline or sender_done_deadline(control)
-            if server not in readable:
+            if server.fileno() not in ready:
                 continue
             while True:
                 try:

@@ -110,7 +110,9 @@ def _corrupt(packet: bytes, bit: int) -> bytes:
 class Forwarder:
     """The event loop: two TUN fds, one timer heap, one model per direction."""
 
-    def __init__(self, fds: dict[Direction, tuple[int, int]], models: dict[Direction, DirectionModel]) -> None:
+    def __init__(
+        self, fds: dict[Direction, tuple[int, int]], models: dict[Direction, DirectionModel]
+    ) -> None:
         # fds[d] = (fd packets of direction d are read from, fd they are written to)
         self._routes = {
             read_fd: (write_fd, models[d], index)
@@ -196,10 +198,14 @@ class Forwarder:
             else:
                 rec.t_out.append(-1)
                 self._sequence += 1
-                heapq.heappush(heap, (verdict.send_at_ns, self._sequence, write_fd, packet, index, False))
+                heapq.heappush(
+                    heap, (verdict.send_at_ns, self._sequence, write_fd, packet, index, False)
+                )
             if verdict.duplicate_at_ns >= 0:
                 self._sequence += 1
-                heapq.heappush(heap, (verdict.duplicate_at_ns, self._sequence, write_fd, packet, index, True))
+                heapq.heappush(
+                    heap, (verdict.duplicate_at_ns, self._sequence, write_fd, packet, index, True)
+                )
                 if verdict.duplicate_at_ns <= t_in:
                     self._send_due(now())
 

@@ -70,13 +70,15 @@ def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
             {
                 "direction": pd.Categorical.from_codes(
                     data["direction"].astype(np.int8),
-                    categories=[directions[i] for i in sorted(directions)],
+                    categories=pd.Index([directions[i] for i in sorted(directions)]),
                 ),
                 "t_in_ns": data["t_in_ns"],
                 "t_out_ns": data["t_out_ns"],
                 "scheduled_ns": data["scheduled_ns"],
                 "size": data["size"],
-                "fate": pd.Categorical.from_codes(fate.astype(np.int8), categories=list(FATE_NAMES)),
+                "fate": pd.Categorical.from_codes(
+                    fate.astype(np.int8), categories=pd.Index(list(FATE_NAMES))
+                ),
                 "duplicated": (flags & FLAG_DUPLICATED) > 0,
                 "dup_t_out_ns": data["dup_t_out_ns"],
                 "corrupted": (flags & FLAG_CORRUPTED) > 0,
@@ -107,7 +109,9 @@ def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     frame["lab_seq"] = lab_seq
     fits = payload_offset + 4 <= headers.shape[1] if len(headers) else np.zeros(0, bool)
     frame.loc[~((is_udp | is_raw) & (payload_len >= 16) & fits), "lab_seq"] = pd.NA
-    frame["held_ns"] = pd.array(np.where(frame["t_out_ns"] >= 0, frame["t_out_ns"] - frame["t_in_ns"], -1)).astype("Int64")
+    frame["held_ns"] = pd.array(
+        np.where(frame["t_out_ns"] >= 0, frame["t_out_ns"] - frame["t_in_ns"], -1)
+    ).astype("Int64")
     frame.loc[frame["t_out_ns"] < 0, "held_ns"] = pd.NA
     return frame[list(GROUND_TRUTH_COLUMNS)], meta
 

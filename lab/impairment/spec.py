@@ -121,7 +121,9 @@ class LinkImpairment(_Frozen):
         """Invalid combinations as (field, message), checked after overrides resolve."""
         found: list[tuple[str, str]] = []
         if self.reorder > 0 and self.delay_ms <= 0:
-            found.append(("reorder", "reordering needs delay_ms > 0 (reordered packets skip the delay)"))
+            found.append(
+                ("reorder", "reordering needs delay_ms > 0 (reordered packets skip the delay)")
+            )
         if self.reorder_gap > 0 and self.reorder <= 0:
             found.append(("reorder_gap", "reorder_gap needs reorder > 0"))
         if self.jitter_ms > 0 and self.delay_ms <= 0:

@@ -187,6 +187,7 @@ def _configure_namespace(host: Host) -> None:
 
 
 def _build(
+    *,
     run_id: str,
     impairment: ImpairmentSpec,
     seed: int,
@@ -244,6 +245,7 @@ def _destroy(run_id: str) -> None:
     state: dict[str, object] = {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads(state_path.read_text())
+    _remove_hosts_files(run_id)
     engine_pid = state.get("engine_pid")
     if isinstance(engine_pid, int):
         _terminate(engine_pid)
@@ -291,7 +293,12 @@ def open_testbed(
     _require_root()
     started = time.perf_counter()
     testbed = _build(
-        run_id or new_run_id(), impairment, seed, congestion_control, ground_truth_path, False
+        run_id=run_id or new_run_id(),
+        impairment=impairment,
+        seed=seed,
+        congestion_control=congestion_control,
+        ground_truth_path=ground_truth_path,
+        persistent=False,
     )
     testbed.setup_s = time.perf_counter() - started
     try:
@@ -305,13 +312,63 @@ def build_persistent(
 ) -> Testbed:
     """A testbed that outlives the command (``lab testbed up``)."""
     _require_root()
-    return _build(new_run_id(), impairment, seed, congestion_control, ground_truth_path, True)
+    testbed = _build(
+        run_id=new_run_id(),
+        impairment=impairment,
+        seed=seed,
+        congestion_control=congestion_control,
+        ground_truth_path=ground_truth_path,
+        persistent=True,
+    )
+    _write_hosts_files(testbed.run_id)
+    _write_state(testbed.run_id, ground_truth=str(ground_truth_path))
+    return testbed
 
 
 def destroy(run_id: str) -> None:
     """Remove a testbed by id (``lab testbed down``)."""
     _require_root()
     _destroy(run_id)
+
+
+#: ``ip netns exec`` bind-mounts ``/etc/netns/<ns>/hosts`` over /etc/hosts: names for the hosts.
+ETC_NETNS = Path("/etc/netns")
+
+
+def _write_hosts_files(run_id: str) -> None:
+    """Let ``lab exec`` users type ``server`` / ``client`` instead of addresses."""
+    text = f"127.0.0.1 localhost\n{CLIENT_ADDRESS} client\n{SERVER_ADDRESS} server\n"
+    for name in namespace_names(run_id):
+        folder = ETC_NETNS / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hosts").write_text(text)
+
+
+def _remove_hosts_files(run_id: str) -> None:
+    for name in namespace_names(run_id):
+        folder = ETC_NETNS / name
+        with contextlib.suppress(FileNotFoundError):
+            (folder / "hosts").unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        ETC_NETNS.rmdir()  # only when empty: leave no trace of the lab behind
+
+
+def persistent_testbeds() -> list[dict[str, object]]:
+    """State of testbeds started with ``lab testbed up`` that still exist."""
+    present = set(_netns.list_all())
+    return [
+        s
+        for s in read_states()
+        if s.get("persistent") and set(map(str, s.get("namespaces", []) or [])) <= present  # type: ignore[call-overload]
+    ]
+
+
+def exec_argv(run_id: str, role: Role, command: list[str]) -> list[str]:
+    """The argv that runs ``command`` inside a testbed host (``lab exec``)."""
+    client_ns, server_ns = namespace_names(run_id)
+    return ["ip", "netns", "exec", client_ns if role == "client" else server_ns, *command]
 
 
 def cleanup_leftovers() -> list[str]:
