@@ -131,7 +131,8 @@ def _cmd_testbed_up(args: argparse.Namespace) -> int:
     for host in (testbed.client, testbed.server):
         _stdout.print(f"  {host.role:<6} {host.address:<12} namespace {host.netns}")
     _stdout.print(
-        "try:  lab exec server -- iperf3 -s -1 &   lab exec client -- iperf3 -c server -u -b 10M -t 3\n"
+        "try:  lab exec server -- iperf3 -s -1 &\n"
+        "      lab exec client -- iperf3 -c server -u -b 10M -t 3\n"
         f"stop: lab testbed down {testbed.run_id}"
     )
     return 0
@@ -168,9 +169,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
     from lab.testbed import exec_argv
 
-    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        raise LabError("lab exec: give a command after --, e.g. lab exec client -- ping -c 3 server")
+        raise LabError("give a command after --, e.g. lab exec client -- ping -c 3 server")
     argv = exec_argv(_pick_testbed(args.id), args.host, command)
     os.execvp(argv[0], argv)
     return 0  # not reached
