@@ -141,7 +141,7 @@ def veth_link() -> Iterator[Link]:
             ("lab-bv-c", client_ns, "198.18.1.1"),
             ("lab-bv-s", server_ns, "198.18.1.2"),
         ):
-            with IPRoute(netns=name) as ipr:
+            with _netns.netlink(name) as ipr:
                 index = ipr.link_lookup(ifname=ifname)[0]
                 ipr.addr("add", index=index, address=address, prefixlen=30)
                 ipr.link("set", index=index, state="up")
@@ -197,13 +197,15 @@ def main() -> None:
         RATES = (20_000, 50_000)
     clean = parse_scenario({"name": "bench"}).impairment
     results: dict[tuple[str, int], float] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        with open_testbed(clean, 1, "cubic", Path(folder) / "gt.npz") as testbed:
-            link = Link(testbed.client.netns, testbed.server.netns, testbed.server.address)
-            sink = _sink(link.server_ns, link.server_address)
-            for size in (100, 1400):
-                results[("engine", size)] = max_rate(link, size, "engine")
-            sink.close()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        open_testbed(clean, 1, "cubic", Path(folder) / "gt.npz") as testbed,
+    ):
+        link = Link(testbed.client.netns, testbed.server.netns, testbed.server.address)
+        sink = _sink(link.server_ns, link.server_address)
+        for size in (100, 1400):
+            results[("engine", size)] = max_rate(link, size, "engine")
+        sink.close()
     with veth_link() as link:
         sink = _sink(link.server_ns, link.server_address)
         for size in (100, 1400):

@@ -8,18 +8,23 @@ run incomplete and exit with 130.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from lab._version import __version__
 from lab.errors import LabError, ScenarioError
+
+if TYPE_CHECKING:
+    from lab.scenario import Scenario, SweepCell
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -36,6 +41,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from lab.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)  # validation first: nothing written on bad input
+    if scenario.sweep is not None:
+        return _run_sweep(scenario, args)
     status = _stdout.status(f"running {scenario.name}", spinner="dots")
     with status:
         outcome = run_scenario(
@@ -49,6 +56,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
     _stdout.print(f"results: [bold]{outcome.path}[/bold]")
     return 0
+
+
+def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from lab.runner import run_sweep
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_stdout, transient=False) as bar:
+        task = bar.add_task(scenario.name, total=None)
+
+        def on_cell(index: int, total: int, cell: SweepCell) -> None:
+            bar.update(
+                task, total=total, completed=index, description=f"{scenario.name}: {cell.label}"
+            )
+
+        outcome = run_sweep(scenario, Path(args.scenario), Path(args.results), on_cell=on_cell)
+    metrics = ["loss_pct", "owd_p99_ms", "goodput_bps"]
+    means = outcome.table.groupby(["value", "protocol"])[metrics].mean().reset_index()
+    table = Table(title=f"{scenario.name}: mean over repetitions", title_justify="left")
+    for header in (
+        outcome.table["parameter"].iloc[0],
+        "protocol",
+        "loss %",
+        "OWD p99 ms",
+        "goodput Mbit/s",
+    ):
+        table.add_column(str(header), justify="right")
+    for value, protocol, loss_pct, owd_p99_ms, goodput_bps in means.itertuples(index=False):
+        table.add_row(
+            str(value),
+            str(protocol),
+            f"{float(loss_pct):.2f}",
+            f"{float(owd_p99_ms):.3f}",
+            f"{float(goodput_bps) / 1e6:.3f}",
+        )
+    _stdout.print(table)
+    _render_if_available(outcome.path, sweep=True)
+    _stdout.print(f"results: [bold]{outcome.path}[/bold]")
+    return 0
+
+
+def _render_if_available(folder: Path, *, sweep: bool = False) -> None:
+    """Write the HTML report (or sweep page) next to the CSVs."""
+    try:
+        report = importlib.import_module("lab.report")
+    except ImportError:  # the report stage is optional: the CSVs are the results
+        return
+    page = report.render_sweep(folder) if sweep else report.render_report(folder)
+    _stdout.print(f"report: [bold]{page}[/bold]")
 
 
 def _print_summary(summary: object, title: str) -> None:

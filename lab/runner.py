@@ -19,8 +19,9 @@ from lab.capture.during_run import capture_link, captures_table
 from lab.capture.sniffer import CaptureStats
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.impairment.groundtruth import accounting, load_ground_truth
+from lab.impairment.spec import Direction
 from lab.results import RunFolder
-from lab.scenario import Scenario
+from lab.scenario import Scenario, SweepCell, sweep_cells
 from lab.testbed import open_testbed
 
 Progress = Callable[[str], None]
@@ -97,9 +98,13 @@ def run_scenario(
     scenario_file: Path,
     results_root: Path,
     progress: Progress = _quiet,
+    *,
+    folder_name: str | None = None,
 ) -> RunOutcome:
     """Run every protocol of ``scenario``; the results folder is complete only on success."""
-    folder = RunFolder.create(results_root, scenario.name, scenario_file, scenario.seed)
+    folder = RunFolder.create(
+        results_root, folder_name or scenario.name, scenario_file, scenario.seed
+    )
     progress(f"results: {folder.path}")
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
@@ -162,3 +167,82 @@ def run_scenario(
     return RunOutcome(
         folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s
     )
+
+
+#: TCP payload per segment on the 1500-byte TUN link: 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps).
+LINK_MSS_BYTES = 1448
+
+
+@dataclass
+class SweepOutcome:
+    """A finished sweep: its aggregate folder and the tidy table."""
+
+    path: Path
+    table: pd.DataFrame
+
+
+def _base_rtt_ms(scenario: Scenario) -> float:
+    spec = scenario.impairment
+    return sum(spec.for_direction(d).delay_ms for d in Direction)
+
+
+def run_sweep(
+    scenario: Scenario,
+    scenario_file: Path,
+    results_root: Path,
+    on_cell: Callable[[int, int, SweepCell], None] = lambda *_: None,
+    progress: Progress = _quiet,
+) -> SweepOutcome:
+    """Run every cell of the sweep; ``sweep.csv`` has one row per cell x protocol x repetition."""
+    cells = sweep_cells(scenario, scenario_file)
+    aggregate = RunFolder.create(
+        results_root, f"{scenario.name}-sweep", scenario_file, scenario.seed
+    )
+    assert scenario.sweep is not None
+    aggregate.meta.update(
+        kind="sweep",
+        parameter=scenario.sweep.parameter,
+        values=scenario.sweep.values,
+        repeat=scenario.sweep.repeat,
+    )
+    aggregate.save_meta()
+    rows: list[pd.DataFrame] = []
+    try:
+        for index, cell in enumerate(cells):
+            on_cell(index, len(cells), cell)
+            outcome = run_scenario(
+                cell.scenario,
+                scenario_file,
+                aggregate.path / "runs",
+                progress,
+                folder_name=f"{scenario.name}-{cell.label}",
+            )
+            exchanges = exchanges_table(outcome.exchanges).set_index("protocol")
+            retransmissions = exchanges.get("client.Tcp.RetransSegs")
+            table = outcome.summary.copy()
+            table.insert(0, "parameter", cell.parameter)
+            table.insert(1, "value", cell.value)
+            table.insert(2, "repetition", cell.repetition)
+            table["run"] = str(outcome.path.relative_to(aggregate.path))
+            table["base_rtt_ms"] = _base_rtt_ms(cell.scenario)
+            table["mss_bytes"] = LINK_MSS_BYTES
+            if retransmissions is not None:
+                table["tcp_retransmissions"] = (
+                    table["protocol"].map(retransmissions).where(table["protocol"] == "tcp")
+                )
+            rows.append(table)
+        on_cell(len(cells), len(cells), cells[-1])
+        tidy = pd.concat(rows, ignore_index=True)
+        aggregate.write_table("sweep", tidy)
+        aggregate.finish(cells=len(cells))
+    except BaseException as error:
+        reason = (
+            "interrupted"
+            if isinstance(error, KeyboardInterrupt)
+            else f"{type(error).__name__}: {error}"
+        )
+        if rows:
+            aggregate.write_table("sweep", pd.concat(rows, ignore_index=True))
+        aggregate.abandon(reason)
+        raise
+    return SweepOutcome(aggregate.path, tidy)

@@ -8,8 +8,10 @@ keys are errors, so a typo never passes silently. Every problem is reported as o
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -110,6 +112,50 @@ class Timeouts(_Frozen):
     run_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
+SweepValue = float | int | str | bool
+
+
+class Sweep(_Frozen):
+    """``[sweep]``: run the scenario once per value of one parameter, ``repeat`` times each.
+
+    Written as a dotted key, e.g. ``impairment.loss = [0, 1, 2, 5, 10]``; repetition r
+    of a cell runs with seed ``seed + r`` so repetitions are independent samples.
+    """
+
+    parameter: str
+    values: Annotated[list[SweepValue], Field(min_length=1, max_length=100)]
+    repeat: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dotted_key(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "parameter" in data:
+            return data
+        rest = {k: v for k, v in data.items() if k != "repeat"}
+        found = list(_leaves(rest))
+        if len(found) != 1:
+            names = ", ".join(name for name, _ in found) or "none"
+            raise ValueError(
+                "give exactly one parameter to sweep, e.g. impairment.loss = [0, 1, 5] "
+                f"(got {names})"
+            )
+        ((name, values),) = found
+        if not isinstance(values, list):
+            raise ValueError(f"@{name}@ must be a list of values")
+        out: dict[str, Any] = {"parameter": name, "values": values}
+        if "repeat" in data:
+            out["repeat"] = data["repeat"]
+        return out
+
+
+def _leaves(table: dict[str, Any], prefix: str = "") -> Any:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 class Scenario(_Frozen):
     """One experiment, as read from a scenario file."""
 
@@ -124,6 +170,7 @@ class Scenario(_Frozen):
     ports: Ports = Ports()
     timeouts: Timeouts = Timeouts()
     impairment: ImpairmentSpec = ImpairmentSpec()
+    sweep: Sweep | None = None
 
     @model_validator(mode="after")
     def _unique_protocols(self) -> Scenario:
@@ -206,6 +253,53 @@ def parse_scenario(data: dict[str, Any], path: Path | str = "<scenario>") -> Sce
         raise _error_from_validation(Path(path), error) from None
 
 
+@dataclass(frozen=True)
+class SweepCell:
+    """One run of a sweep: the parameter's value, the repetition, the scenario to run."""
+
+    parameter: str
+    value: SweepValue
+    repetition: int
+    scenario: Scenario
+
+    @property
+    def label(self) -> str:
+        """Folder-safe name, e.g. ``loss=5-r2``."""
+        short = self.parameter.rsplit(".", 1)[-1]
+        return f"{short}={self.value}-r{self.repetition}"
+
+
+def _with_value(base: dict[str, Any], dotted: str, value: SweepValue) -> dict[str, Any]:
+    data = copy.deepcopy(base)
+    target = data
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ValueError(f"{dotted}: {key} is not a table")
+    target[leaf] = value
+    return data
+
+
+def sweep_cells(scenario: Scenario, path: Path | str = "<scenario>") -> list[SweepCell]:
+    """Every (value, repetition) of the scenario's sweep, each a validated scenario."""
+    if scenario.sweep is None:
+        return [SweepCell("", "", 0, scenario)]
+    sweep = scenario.sweep
+    base = scenario.model_dump(mode="json", exclude={"sweep"}, exclude_none=True)
+    cells = []
+    for index, value in enumerate(sweep.values):
+        try:
+            cell = parse_scenario(_with_value(base, sweep.parameter, value), path)
+        except (ScenarioError, ValueError) as error:
+            message = getattr(error, "message", str(error))
+            raise ScenarioError(path, f"sweep.{sweep.parameter}[{index}]", message) from None
+        for repetition in range(sweep.repeat):
+            seeded = cell.model_copy(update={"seed": scenario.seed + repetition})
+            cells.append(SweepCell(sweep.parameter, value, repetition, seeded))
+    return cells
+
+
 def load_scenario(path: Path | str) -> Scenario:
     """Read and validate one scenario file."""
     path = Path(path)
@@ -219,4 +313,6 @@ def load_scenario(path: Path | str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(path, "", f"not valid TOML: {error}") from None
-    return parse_scenario(data, path)
+    scenario = parse_scenario(data, path)
+    sweep_cells(scenario, path)  # every cell of a sweep must be valid before anything runs
+    return scenario

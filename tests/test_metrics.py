@@ -32,13 +32,15 @@ def test_loss_patterns_hand_computed() -> None:
     # seq    0 1 2 3 4 5 6 7 8 9
     # lost   . X X . . X . . X X
     lost = [0, 1, 1, 0, 0, 1, 0, 0, 1, 1]
-    # successive lost seqs 1,2,5,8,9 -> distances 1,3,3,1
-    assert metrics.loss_distances(lost).tolist() == [1, 3, 3, 1]
+    # lost seqs 1,2,5,8,9 -> distances 0 (first loss, RFC 3357 §5.4.1), 1, 3, 3, 1
+    assert metrics.loss_distances(lost).tolist() == [0, 1, 3, 3, 1]
     periods = metrics.loss_periods(lost)
     assert periods.count == 3
     assert periods.starts.tolist() == [1, 5, 8]
     assert periods.lengths.tolist() == [2, 1, 2]
-    assert periods.gaps.tolist() == [2, 2]  # seqs 3-4, then 6-7 received between periods
+    # RFC 3357 §6.4 inter-loss period lengths: 0 for the first period, then the
+    # loss distance last-lost -> next-first-lost: 5 - 2 = 3, 8 - 5 = 3
+    assert periods.gaps.tolist() == [0, 3, 3]
 
 
 def test_loss_pattern_without_or_with_only_losses() -> None:
@@ -46,16 +48,19 @@ def test_loss_pattern_without_or_with_only_losses() -> None:
     assert none.count == 0 and none.gaps.size == 0
     assert metrics.loss_distances([False] * 5).size == 0
     every = metrics.loss_periods([True] * 4)
-    assert every.count == 1 and every.lengths.tolist() == [4]
-    assert metrics.loss_distances([True] * 4).tolist() == [1, 1, 1]
+    assert every.count == 1 and every.lengths.tolist() == [4] and every.gaps.tolist() == [0]
+    assert metrics.loss_distances([True] * 4).tolist() == [0, 1, 1, 1]
 
 
 @given(st.lists(st.booleans(), max_size=200))
 def test_loss_periods_account_for_every_loss(lost: list[bool]) -> None:
     periods = metrics.loss_periods(lost)
     assert int(periods.lengths.sum()) == sum(lost)
-    assert periods.gaps.size == max(periods.count - 1, 0)
-    assert all(g >= 1 for g in periods.gaps.tolist())
+    assert periods.gaps.size == periods.count
+    assert periods.gaps[:1].tolist() == ([0] if periods.count else [])
+    # two periods are separated by at least one received packet: distance >= 2
+    assert all(g >= 2 for g in periods.gaps[1:].tolist())
+    assert metrics.loss_distances(lost).size == sum(lost)
 
 
 # ---------------------------------------------------------------- reordering (RFC 4737)
@@ -335,7 +340,9 @@ def test_duplicates() -> None:
     copies = [1, 0, 3, 1, 2]
     assert metrics.extra_copies(copies) == 3
     assert metrics.duplicated_packets(copies) == 2
-    assert metrics.duplication_ratio(copies) == pytest.approx(3 / 5)
+    # RFC 5560 §5.1: the lost packet (0 copies) is removed first -> 3 extra / 4 arrived
+    assert metrics.duplication_ratio(copies) == pytest.approx(3 / 4)
+    assert math.isnan(metrics.duplication_ratio([0, 0]))
     assert math.isnan(metrics.duplication_ratio([]))
 
 

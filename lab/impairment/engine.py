@@ -50,6 +50,7 @@ def start_engine(
     seed: int,
     ground_truth_path: Path,
     *,
+    run_id: str,
     die_with_parent: bool,
 ) -> EngineHandle:
     """Spawn the forwarder holding both TUN fds; return once it is forwarding."""
@@ -62,7 +63,15 @@ def start_engine(
         "die_with_parent": die_with_parent,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab.impairment.forwarder", "--config", json.dumps(config)],
+        [
+            sys.executable,
+            "-m",
+            "lab.impairment.forwarder",
+            "--run-id",
+            run_id,
+            "--config",
+            json.dumps(config),
+        ],
         pass_fds=(client_fd, server_fd),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the forwarder process; config arrives as JSON on argv."""
     parser = argparse.ArgumentParser(prog="lab-forwarder")
     parser.add_argument("--config", required=True, help="JSON: fds, seed, impairment, output")
+    parser.add_argument("--run-id", required=True, help="testbed id, so cleanup can find us")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
     if config.get("die_with_parent"):

@@ -18,11 +18,18 @@ def extra_copies(copies: ArrayIn) -> int:
 
 
 def duplication_ratio(copies: ArrayIn) -> float:
-    """Extra copies per packet sent; NaN for an empty stream (RFC 5560)."""
+    """Extra copies per packet that arrived; NaN when nothing arrived.
+
+    RFC 5560 §5.1 (Type-P-one-way-packet-duplication-fraction): lost packets
+    (arrival count undefined; here 0 or negative) are removed first, then
+    (sum of arrival counts / packets left) - 1, i.e. extra copies over the
+    number of packets sent and not lost.
+    """
     counts = as_int(copies)
-    return extra_copies(counts) / counts.size if counts.size else float("nan")
+    arrived = counts[counts >= 1]
+    return extra_copies(arrived) / arrived.size if arrived.size else float("nan")
 
 
 def duplicated_packets(copies: ArrayIn) -> int:
-    """Packets that arrived more than once (RFC 5560)."""
+    """Packets that arrived more than once (RFC 5560 §5.2, the replicated-packet count)."""
     return int((as_int(copies) > 1).sum())

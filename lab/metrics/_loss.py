@@ -24,25 +24,28 @@ def loss_ratio(lost: ArrayIn) -> float:
 
 
 def loss_distances(lost: ArrayIn) -> IntArray:
-    """Sequence distance from each lost packet to the previous lost one.
+    """Loss distance of each lost packet, in send order.
 
-    RFC 3357 §4 (loss distance): the difference in sequence numbers of two
-    successively lost packets, whether or not received packets separate them.
-    The first lost packet has no predecessor, so the result has one element
-    fewer than there are losses (empty when fewer than two losses).
+    RFC 3357 §4 and §5.4.1 (Type-P-One-Way-Loss-Distance-Stream): the
+    difference in sequence numbers between a lost packet and the previously
+    lost one, whether or not received packets separate them; "the loss
+    distance associated with the very first packet loss is considered to be
+    zero". One element per lost packet (empty when nothing was lost).
     """
     positions = np.flatnonzero(as_bool(lost))
-    return np.diff(positions).astype(np.int64)
+    return np.diff(positions, prepend=positions[:1]).astype(np.int64)
 
 
 @dataclass(frozen=True)
 class LossPeriods:
-    """Loss periods of a stream (RFC 3357 §4 and §5).
+    """Loss periods of a stream (RFC 3357 §4, §5.4.2 and §6.2-§6.4).
 
     ``starts`` and ``lengths`` give each maximal run of consecutive losses
-    (position of its first lost packet, number of packets lost in it);
-    ``gaps`` the number of packets received between two successive periods
-    (the inter-loss period lengths).
+    (position of its first lost packet, number of packets lost in it: the
+    §6.3 loss period lengths); ``gaps`` the §6.4 inter-loss period length of
+    each period: the loss distance from the last packet lost in the previous
+    period to the first packet lost in this one (the number of packets
+    received in between plus one), 0 for the first period.
     """
 
     starts: IntArray
@@ -51,7 +54,7 @@ class LossPeriods:
 
     @property
     def count(self) -> int:
-        """Number of loss periods (RFC 3357 §5, loss period total)."""
+        """Number of loss periods (RFC 3357 §6.2, Type-P-One-Way-Loss-Period-Total)."""
         return int(self.lengths.size)
 
 
@@ -59,11 +62,14 @@ def loss_periods(lost: ArrayIn) -> LossPeriods:
     """Split a loss pattern into loss periods.
 
     RFC 3357 §4 (loss period): a loss period starts at packet i when l(i) = 1 and
-    l(i-1) = 0 and lasts while packets keep being lost; §5 derives the count
-    of periods, their lengths and the lengths of the gaps between them.
+    l(i-1) = 0 and lasts while packets keep being lost; §6.2-§6.4 derive the
+    count of periods, their lengths and the inter-loss period lengths.
     """
     flags = as_bool(lost).astype(np.int8)
     edges = np.diff(np.concatenate(([0], flags, [0])))
     starts = np.flatnonzero(edges == 1).astype(np.int64)
     ends = np.flatnonzero(edges == -1).astype(np.int64)  # one past the last loss
-    return LossPeriods(starts=starts, lengths=ends - starts, gaps=starts[1:] - ends[:-1])
+    # §6.4: distance from the last loss of period i-1 (ends - 1) to the first of period i
+    first = np.zeros(min(starts.size, 1), dtype=np.int64)  # §6.4: 0 for the first period
+    gaps = np.concatenate((first, starts[1:] - (ends[:-1] - 1))).astype(np.int64)
+    return LossPeriods(starts=starts, lengths=ends - starts, gaps=gaps)

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pyroute2 import IPRoute
-
 from lab.errors import PrivilegeError, TestbedError
 from lab.impairment.engine import EngineHandle, start_engine
 from lab.impairment.spec import ImpairmentSpec
@@ -77,6 +75,7 @@ class Testbed:
     teardown_s: float = 0.0
     ground_truth_path: Path | None = None
     _closed: bool = field(default=False, repr=False)
+    _owner_pid: int = field(default_factory=os.getpid, repr=False)
 
     def host(self, role: Role) -> Host:
         return self.client if role == "client" else self.server
@@ -85,7 +84,7 @@ class Testbed:
         """Kernel counters of both link interfaces (tx_dropped = engine overload)."""
         stats: dict[str, dict[str, int]] = {}
         for host in (self.client, self.server):
-            with IPRoute(netns=host.netns) as ipr:
+            with _netns.netlink(host.netns) as ipr:
                 index = ipr.link_lookup(ifname=host.interface)
                 if not index:
                     continue
@@ -108,8 +107,8 @@ class Testbed:
 
     def close(self) -> None:
         """Tear everything down; safe to call twice; signals wait until it is done."""
-        if self._closed:
-            return
+        if self._closed or os.getpid() != self._owner_pid:
+            return  # a forked child must never tear down its parent's testbed
         started = time.perf_counter()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
@@ -176,7 +175,7 @@ def _configure_namespace(host: Host) -> None:
         ("net.ipv4.ip_local_port_range", f"{EPHEMERAL_PORT_START} 65535"),
     ):
         _netns.write_sysctl(host.netns, key, value)
-    with IPRoute(netns=host.netns) as ipr:
+    with _netns.netlink(host.netns) as ipr:
         loopback = ipr.link_lookup(ifname="lo")[0]
         ipr.link("set", index=loopback, state="up")
         index = ipr.link_lookup(ifname=host.interface)[0]
@@ -216,7 +215,13 @@ def _build(
         for host in (client, server):
             _configure_namespace(host)
         testbed.engine = start_engine(
-            fds[0], fds[1], impairment, seed, ground_truth_path, die_with_parent=not persistent
+            fds[0],
+            fds[1],
+            impairment,
+            seed,
+            ground_truth_path,
+            run_id=run_id,
+            die_with_parent=not persistent,
         )
         testbed.ground_truth_path = ground_truth_path
         _write_state(run_id, engine_pid=testbed.engine.pid)
@@ -247,7 +252,7 @@ def _destroy(run_id: str) -> None:
         state = json.loads(state_path.read_text())
     _remove_hosts_files(run_id)
     engine_pid = state.get("engine_pid")
-    if isinstance(engine_pid, int):
+    if isinstance(engine_pid, int) and _is_engine_of(engine_pid, run_id):
         _terminate(engine_pid)
     for name in namespace_names(run_id):
         for pid in _netns.pids_in(name):
@@ -258,6 +263,15 @@ def _destroy(run_id: str) -> None:
         raise TestbedError(f"could not remove namespaces {', '.join(remaining)}")
     with contextlib.suppress(FileNotFoundError):
         state_path.unlink()
+
+
+def _is_engine_of(pid: int, run_id: str) -> bool:
+    """Is ``pid`` still this testbed's engine? (PIDs are reused: never kill a stranger.)"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"lab.impairment.forwarder" in argv and run_id.encode() in argv
 
 
 def _terminate(pid: int) -> None:

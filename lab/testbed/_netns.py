@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from pyroute2 import IPRoute
 from pyroute2 import netns as _pyroute2_netns
 
 #: Prefix of every namespace the lab creates: ``lab-<run id>-c`` / ``lab-<run id>-s``.
@@ -25,14 +27,19 @@ def is_lab_namespace(name: str) -> bool:
 
 
 def create(name: str) -> None:
-    """Create an empty named namespace (as ``ip netns add``)."""
-    _pyroute2_netns.create(name)
+    """Create an empty named namespace with iproute2's ``ip netns add``.
+
+    iproute2 is the reference for the /run/netns mount dance, and unlike pyroute2's
+    ``netns.create`` it runs no Python in a forked child (see :func:`netlink`).
+    """
+    done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"ip netns add {name}: {done.stderr.strip()}")
 
 
 def remove(name: str) -> None:
-    """Remove a named namespace; a missing one is not an error."""
-    with contextlib.suppress(FileNotFoundError, OSError):
-        _pyroute2_netns.remove(name)
+    """Remove a named namespace (``ip netns del``); a missing one is not an error."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def list_all() -> list[str]:
@@ -76,6 +83,22 @@ def inside(name: str) -> Iterator[None]:
         yield
     finally:
         _pyroute2_netns.popns()
+
+
+@contextlib.contextmanager
+def netlink(name: str) -> Iterator[IPRoute]:
+    """A netlink socket of namespace ``name``, opened from inside it.
+
+    pyroute2's ``IPRoute(netns=...)`` forks a helper process; a fork that unwinds
+    through the caller's ``finally`` blocks tore down other runs' testbeds here.
+    A socket opened after setns belongs to that namespace, with no fork at all.
+    """
+    with inside(name):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
 
 
 def write_sysctl(name: str, key: str, value: str) -> None:
