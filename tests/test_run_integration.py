@@ -164,3 +164,53 @@ def _wait_for(condition: object, timeout_s: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_concurrent_runs_do_not_touch_each_other(tmp_path: Path) -> None:
+    """Regression: a forked helper once unwound into teardown and removed another run's namespaces."""
+    scenario = write_scenario(
+        tmp_path, 'name = "q"\ndescription = "concurrent"\n[workload]\ncount = 300\nrate = 3000\n'
+    )
+    runs = [
+        subprocess.Popen(
+            [*LAB, "run", str(scenario), "--results", str(tmp_path / f"r{i}")],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for process in runs:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    run_ids = {
+        json.loads(meta.read_text())["run_id"] for meta in tmp_path.glob("r*/*/meta.json")
+    }
+    assert len(run_ids) == 3
+    ours = {f"lab-{run_id}-{end}" for run_id in run_ids for end in "cs"}
+    assert ours & lab_namespaces() == set()
+
+
+def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -> None:
+    from lab.runner import run_sweep
+
+    path = write_scenario(
+        tmp_path,
+        'name = "sw"\ndescription = "tiny sweep"\n[workload]\ncount = 200\nrate = 4000\n'
+        "[impairment]\ndelay_ms = 2\n[sweep]\nimpairment.loss = [0, 20]\nrepeat = 2\n",
+    )
+    outcome = run_sweep(load_scenario(path), path, tmp_path / "results")
+    table = outcome.table
+    assert len(table) == 2 * 2 * 2  # values x repetitions x protocols
+    assert set(table["value"]) == {0, 20}
+    udp = table[table["protocol"] == "udp"].groupby("value")["loss_pct"].mean()
+    assert udp[0] == 0 and 10 < udp[20] < 30
+    tcp = table[table["protocol"] == "tcp"]
+    assert (tcp["loss_pct"] == 0).all()
+    assert (tcp.loc[tcp["value"] == 20, "tcp_retransmissions"] > 0).all()
+    assert (table["base_rtt_ms"] == 4.0).all()
+    meta = json.loads((outcome.path / "meta.json").read_text())
+    assert meta["complete"] is True and meta["kind"] == "sweep"
+    for run in table["run"].unique():
+        assert json.loads((outcome.path / run / "meta.json").read_text())["complete"] is True

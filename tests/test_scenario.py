@@ -164,3 +164,37 @@ def test_every_shipped_scenario_validates(path: Path) -> None:
 def test_scenarios_folder_is_not_empty() -> None:
     assert (SCENARIOS / "quickstart.toml").exists()
     assert len(list(SCENARIOS.glob("*.toml"))) >= 3
+
+
+def test_sweep_expands_one_parameter_times_repetitions() -> None:
+    from lab.scenario import sweep_cells
+
+    scenario = parse_scenario(
+        {"name": "x", "seed": 10, "sweep": {"impairment": {"loss": [0, 1, 5]}, "repeat": 2}}
+    )
+    cells = sweep_cells(scenario)
+    assert [(c.value, c.repetition) for c in cells] == [(0, 0), (0, 1), (1, 0), (1, 1), (5, 0), (5, 1)]
+    assert [c.scenario.impairment.loss for c in cells] == [0, 0, 1, 1, 5, 5]
+    assert [c.scenario.seed for c in cells] == [10, 11, 10, 11, 10, 11]
+    assert all(c.scenario.sweep is None for c in cells)
+    assert cells[3].label == "loss=1-r1"
+
+
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        ({"impairment": {"loss": [0, 1, 200]}}, "s.toml: sweep.impairment.loss[2]: must be between 0.0 and 100.0 (got 200)"),
+        ({"impairment": {"lss": [1]}}, "s.toml: sweep.impairment.lss[0]: unknown key"),
+        ({"impairment": {"loss": [1]}, "workload": {"count": [5]}}, "s.toml: sweep: give exactly one parameter to sweep"),
+        ({"repeat": 3}, "s.toml: sweep: give exactly one parameter to sweep"),
+        ({"impairment": {"loss": 5}}, "s.toml: sweep.impairment.loss: must be a list of values"),
+        ({"impairment": {"loss": [1]}, "repeat": 0}, "s.toml: sweep.repeat: must be between 1 and 100 (got 0)"),
+    ],
+)
+def test_sweep_rejections(sweep: dict[str, object], expected: str) -> None:
+    from lab.scenario import sweep_cells
+
+    with pytest.raises(ScenarioError) as caught:
+        scenario = parse_scenario({"name": "x", "sweep": sweep}, "s.toml")
+        sweep_cells(scenario, "s.toml")
+    assert str(caught.value).startswith(expected), str(caught.value)
