@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.analysis.impairment import impairment_by_protocol, udp_losses_explained
+from lab.analysis.impairment import (
+    DATAGRAM_PROTOCOLS,
+    datagram_losses_explained,
+    impairment_by_protocol,
+)
 from lab.analysis.summary import summarize
 from lab.capture.during_run import capture_link, captures_table
 from lab.capture.sniffer import CaptureStats
@@ -77,13 +81,15 @@ def _write_ground_truth(
     )
     npz.unlink()
     summary["accounting_closes"] = bool(books["closes"].all()) if len(books) else True
-    if "udp" in set(exchange_rows["protocol"]):
-        udp_row = exchange_rows.loc[exchange_rows["protocol"] == "udp"].iloc[0]
-        port = int(udp_row["server_port"])
-        explained = udp_losses_explained(messages, ground_truth, port)
-        summary["losses_explained"] = (
-            summary["protocol"].map({"udp": int(explained["explained"].sum())}).astype("Int64")
-        )
+    explained: dict[str, int] = {}
+    for _, row in exchange_rows.iterrows():
+        if row["protocol"] in DATAGRAM_PROTOCOLS:  # udp and raw: one packet per message
+            losses = datagram_losses_explained(
+                messages, ground_truth, int(row["server_port"]), str(row["protocol"])
+            )
+            explained[str(row["protocol"])] = int(losses["explained"].sum())
+    if explained:
+        summary["losses_explained"] = summary["protocol"].map(explained).astype("Int64")
     return {
         "ground_truth": {
             "packets": len(ground_truth),

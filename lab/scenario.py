@@ -23,6 +23,8 @@ from lab.impairment.spec import ImpairmentSpec
 
 #: Bytes of the lab's message header (seq u32, length u32, send time u64 ns).
 MESSAGE_HEADER_SIZE = 16
+#: RAW messages carry their own CRC-32 after the header: the kernel checks none for them.
+RAW_MIN_SIZE = MESSAGE_HEADER_SIZE + 4
 #: Largest message: a UDP datagram must fit in one IPv4 packet (65,507 bytes of payload).
 MAX_MESSAGE_SIZE = 65_000
 #: Ports below this are "well-known" (IANA): binding them is refused unless asked for.
@@ -176,6 +178,11 @@ class Scenario(_Frozen):
     def _unique_protocols(self) -> Scenario:
         if len(set(self.protocols)) != len(self.protocols):
             raise ValueError("@protocols@ each protocol may appear once")
+        if Protocol.RAW in self.protocols and self.workload.size < RAW_MIN_SIZE:
+            raise ValueError(
+                f"@workload.size@ raw needs at least {RAW_MIN_SIZE} bytes "
+                "(16-byte header + 4-byte CRC-32)"
+            )
         return self
 
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.impairment.groundtruth import IPPROTO_TCP, IPPROTO_UDP
+from lab.impairment.groundtruth import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 
-_PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+_PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP, "raw": IPPROTO_LAB_RAW}
+#: Protocols with one packet per message and no retransmission: a lost packet is a lost message.
+DATAGRAM_PROTOCOLS = ("udp", "raw")
 
 
 def packets_of_exchange(
     ground_truth: pd.DataFrame, protocol: str, server_port: int
 ) -> pd.DataFrame:
-    """The packets of one exchange: its IP protocol and the server's port, both directions."""
+    """The packets of one exchange, both directions: its IP protocol and the server's port.
+
+    RAW has no ports (``server_port`` is ignored): exchanges run one after the other, so
+    every protocol-253 packet on the link belongs to the RAW exchange.
+    """
     number = _PROTOCOL_NUMBERS[protocol]
     same_proto = ground_truth["ip_proto"] == number
+    if protocol == "raw":
+        return ground_truth.loc[same_proto]
     port = (ground_truth["dst_port"] == server_port) | (ground_truth["src_port"] == server_port)
     return ground_truth.loc[same_proto & port.fillna(False)]
 
@@ -42,17 +50,22 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
     return pd.DataFrame(rows)
 
 
-def udp_losses_explained(
-    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int
+def datagram_losses_explained(
+    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int, protocol: str = "udp"
 ) -> pd.DataFrame:
-    """Every UDP message lost, with the engine decision that explains it (if any).
+    """Every message of ``protocol`` (udp or raw) lost, with the engine decision behind it.
 
-    A message is explained when the engine dropped its datagram (loss or queue) or
-    corrupted it (the receiver's checksum then discards it).
+    A message is explained when the engine dropped its packet (loss or queue) or
+    corrupted it: the receiver's checksum then discards it (the kernel's for UDP, the
+    lab's own CRC for RAW, whose payload the kernel does not check).
     """
-    lost = messages.loc[(messages["protocol"] == "udp") & (messages["copies"] == 0), ["seq"]]
-    udp = packets_of_exchange(ground_truth, "udp", server_port)
-    to_server = udp.loc[(udp["direction"] == "client_to_server") & udp["lab_seq"].notna()]
+    if protocol not in DATAGRAM_PROTOCOLS:
+        raise ValueError(f"{protocol!r} is not a datagram protocol {DATAGRAM_PROTOCOLS}")
+    lost = messages.loc[(messages["protocol"] == protocol) & (messages["copies"] == 0), ["seq"]]
+    packets = packets_of_exchange(ground_truth, protocol, server_port)
+    to_server = packets.loc[
+        (packets["direction"] == "client_to_server") & packets["lab_seq"].notna()
+    ]
     fates = to_server.assign(
         cause=to_server["fate"].astype(str).where(to_server["fate"] != "forwarded", "corrupted")
     )
@@ -61,3 +74,10 @@ def udp_losses_explained(
     joined = lost.merge(fates, left_on="seq", right_on="lab_seq", how="left")
     joined["explained"] = joined["cause"].notna()
     return joined[["seq", "cause", "explained"]]
+
+
+def udp_losses_explained(
+    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int, protocol: str = "udp"
+) -> pd.DataFrame:
+    """:func:`datagram_losses_explained`, under the name it had when UDP was the only one."""
+    return datagram_losses_explained(messages, ground_truth, server_port, protocol)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lab.errors import ExchangeError
-from lab.exchanges import tcp, udp
+from lab.exchanges import raw, tcp, udp
 from lab.exchanges._endpoint import EndpointResult, EndpointSettings, spawn
 from lab.scenario import Pattern, Protocol, Scenario
 from lab.testbed import Testbed
@@ -46,6 +46,7 @@ _Body = Callable[[EndpointSettings, Connection, EndpointResult], None]
 _ENDPOINTS: dict[Protocol, tuple[_Body, _Body]] = {
     Protocol.TCP: (tcp.serve, tcp.run_client),
     Protocol.UDP: (udp.serve, udp.run_client),
+    Protocol.RAW: (raw.serve, raw.run_client),
 }
 
 
@@ -64,6 +65,8 @@ class ExchangeResult:
 def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> EndpointSettings:
     """The endpoint settings of ``protocol`` under ``scenario`` on ``testbed``."""
     port = scenario.ports.tcp if protocol is Protocol.TCP else scenario.ports.udp
+    if protocol is Protocol.RAW:
+        port = 0  # raw IP has no ports: the server gets every protocol-253 packet
     return EndpointSettings(
         server_address=testbed.server.address,
         client_address=testbed.client.address,

@@ -107,7 +107,8 @@ def _child_main(
         result.started_ns = time.time_ns()
         body(control, result)
         result.ended_ns = time.time_ns()
-        result.counters = _kernel.difference(_kernel.read_counters(), before)
+        counters = _kernel.difference(_kernel.read_counters(), before)
+        result.counters = {**counters, **result.counters}  # plus the endpoint's own App.* ones
     except Exception as error:  # reported to the parent, which raises ExchangeError
         result.error = f"{type(error).__name__}: {error}"
         result.counters = {"traceback": 0}

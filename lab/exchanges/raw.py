@@ -1,0 +1,246 @@
+"""The workload over raw IP: one IP packet of protocol 253 per message, no ports at all.
+
+Server ``socket(AF_INET, SOCK_RAW, 253) -> setsockopt(SO_RCVBUF) -> bind(address, 0) ->
+recvfrom (-> sendto in echo mode) -> close``; client ``socket -> settimeout -> bind(address,
+0) -> sendto -> recvfrom -> close``. 253 is reserved for experimentation (RFC 3692). The
+kernel builds the IP header (``IP_HDRINCL`` off) and hands the receiver the *whole* packet,
+IP header included, which is stripped here (IHL * 4 bytes).
+
+Below UDP there is nothing the lab does not do itself:
+
+* **No ports.** A raw socket gets a copy of *every* protocol-253 packet that reaches its
+  namespace (bound to an address: every one sent to that address), whoever sent it. The
+  receiver therefore keeps only packets whose source address is its peer's and counts the
+  rest as ``App.RawForeignPackets``. It never sees its own outgoing packets.
+* **No checksum.** The IPv4 header checksum covers the header only, and the kernel has no
+  transport checksum for protocol 253, so a flipped payload bit arrives as is. The lab adds
+  its own (below); a packet that fails it is discarded and counted as
+  ``App.RawChecksumErrors`` — what the kernel does for UDP (``Udp.InCsumErrors``): the
+  message counts as lost, never as a corrupted delivery.
+* **No kernel counters of its own.** ``Raw.Drops`` is the socket's drop count from
+  ``/proc/net/raw`` (full receive buffer), the counterpart of ``Udp.RcvbufErrors``.
+
+IP payload of a RAW message (``size`` bytes, exactly what UDP carries, so the two compare
+fairly; the seq comes first, where the ground truth and the pcap parser look for it)::
+
+    0   seq        u32  \\
+    4   length     u32   > the lab's 16-byte header, as for TCP and UDP
+    8   t_send_ns  u64  /
+    16  checksum   u32  CRC-32 (zlib/IEEE) of bytes 0-15 followed by bytes 20-end
+    20  filler     the UDP filler from byte 4 on: the checksum takes its first 4 bytes
+
+so RAW needs ``size >= 20`` (:func:`check_size`).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+import zlib
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from lab.exchanges._endpoint import (
+    DATAGRAM_RCVBUF,
+    POLL_INTERVAL_S,
+    EndpointResult,
+    EndpointSettings,
+    paced,
+    sender_done_deadline,
+)
+from lab.exchanges._framing import HEADER, HEADER_SIZE, MessageBuilder, filler
+
+#: IP protocol number of the lab's RAW messages (RFC 3692: for experimentation).
+IPPROTO_LAB_RAW = 253
+CHECKSUM = struct.Struct("!I")
+CHECKSUM_OFFSET = HEADER_SIZE
+#: Header plus checksum: the smallest RAW message.
+RAW_HEADER_SIZE = HEADER_SIZE + CHECKSUM.size
+#: A whole IPv4 packet, header included, is what a raw socket returns.
+MAX_PACKET = 65_535
+
+Buffer = bytes | bytearray | memoryview
+
+
+def check_size(size: int) -> None:
+    """Refuse message sizes that leave no room for the checksum."""
+    if size < RAW_HEADER_SIZE:
+        raise ValueError(
+            f"raw needs workload.size >= {RAW_HEADER_SIZE} (16-byte header + 4-byte checksum), "
+            f"got {size}"
+        )
+
+
+def checksum(payload: Buffer) -> int:
+    """CRC-32 of the payload without its checksum field; catches every single-bit flip."""
+    view = memoryview(payload)
+    return zlib.crc32(view[RAW_HEADER_SIZE:], zlib.crc32(view[:CHECKSUM_OFFSET]))
+
+
+def seal(message: bytearray) -> bytearray:
+    """Write the checksum of ``message`` into it (in place) and return it."""
+    CHECKSUM.pack_into(message, CHECKSUM_OFFSET, checksum(message))
+    return message
+
+
+def verify(payload: Buffer) -> int | None:
+    """The seq of a well-formed payload; None if short, mislabelled or failing the checksum."""
+    if len(payload) < RAW_HEADER_SIZE:
+        return None
+    seq, length, _ = HEADER.unpack_from(payload)
+    if length != len(payload) or CHECKSUM.unpack_from(payload, CHECKSUM_OFFSET)[0] != checksum(
+        payload
+    ):
+        return None
+    return int(seq)
+
+
+def ip_payload(packet: bytes) -> bytes:
+    """What follows the IPv4 header of a packet read from a raw socket."""
+    return packet[(packet[0] & 0x0F) * 4 :]
+
+
+class RawMessageBuilder:
+    """The lab's message with the checksum sealed in, reusing one buffer."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        check_size(size)
+        self._builder = MessageBuilder(size, seed)
+
+    def build(self, seq: int, t_send_ns: int) -> bytearray:
+        return seal(self._builder.build(seq, t_send_ns))
+
+
+class _Receiver:
+    """What the kernel does for UDP, done by the application: demultiplex and checksum."""
+
+    def __init__(self, peer_address: str, settings: EndpointSettings) -> None:
+        self.peer_address = peer_address
+        self._expected_filler = filler(settings.seed, settings.size)[CHECKSUM.size :]
+        self.foreign = 0
+        self.checksum_errors = 0
+
+    def accept(self, packet: bytes, source: str) -> tuple[bytes, int, bool] | None:
+        """(payload, seq, intact) of a packet from the peer that passes the checksum."""
+        if source != self.peer_address:  # no ports: anyone's protocol-253 packet lands here
+            self.foreign += 1
+            return None
+        payload = ip_payload(packet)
+        seq = verify(payload)
+        if seq is None:
+            self.checksum_errors += 1
+            return None
+        return payload, seq, payload[RAW_HEADER_SIZE:] == self._expected_filler
+
+    def counters(self, sock: socket.socket) -> dict[str, int]:
+        return {
+            "App.RawChecksumErrors": self.checksum_errors,
+            "App.RawForeignPackets": self.foreign,
+            "Raw.Drops": socket_drops(sock),
+        }
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped for this raw socket (``drops`` in ``/proc/net/raw``)."""
+    inode = str(os.fstat(sock.fileno()).st_ino)
+    for line in Path("/proc/net/raw").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[9] == inode:
+            return int(fields[-1])
+    return 0
+
+
+def _open() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_LAB_RAW)
+
+
+def serve(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
+    """Receive packets until all arrived or the drain deadline passes."""
+    check_size(settings.size)
+    receiver = _Receiver(settings.client_address, settings)
+    seen: set[int] = set()
+    with _open() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RCVBUF)
+        server.bind((settings.server_address, 0))  # an address, no port: 0 is the only value
+        server.setblocking(False)
+        control.send(("ready",))
+        deadline: int | None = None
+        watched = [server.fileno(), control.fileno()]
+        while len(seen) < settings.count and (deadline is None or time.time_ns() < deadline):
+            ready, _, _ = select.select(watched, [], [], POLL_INTERVAL_S)
+            if control.fileno() in ready:
+                deadline = deadline or sender_done_deadline(control)
+            if server.fileno() not in ready:
+                continue
+            while True:
+                try:
+                    packet, (source, _) = server.recvfrom(MAX_PACKET)
+                except BlockingIOError:
+                    break
+                now = time.time_ns()
+                accepted = receiver.accept(packet, source)
+                if accepted is None:
+                    continue
+                payload, seq, intact = accepted
+                seen.add(seq)
+                result.arrivals.append((seq, now, intact))
+                if settings.echo:
+                    server.sendto(payload, (source, 0))
+        result.counters.update(receiver.counters(server))
+
+
+def run_client(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
+    """Send every message paced; in echo mode collect the echoes until the drain ends."""
+    builder = RawMessageBuilder(settings.size, settings.seed)
+    result.t_send_ns = [-1] * settings.count
+    with _open() as client:
+        client.settimeout(POLL_INTERVAL_S)
+        client.bind((settings.client_address, 0))  # fixes the source address; no port
+        destination = (settings.server_address, 0)
+        echoes = _EchoCollector(client, settings) if settings.echo else None
+        for seq in paced(settings.count, settings.rate):
+            now = time.time_ns()
+            client.sendto(builder.build(seq, now), destination)
+            result.t_send_ns[seq] = now
+        if echoes is not None:
+            result.arrivals = echoes.join(settings)
+            result.counters.update(echoes.receiver.counters(client))
+
+
+class _EchoCollector:
+    """Collects echoed packets on the client while the main thread keeps sending."""
+
+    def __init__(self, client: socket.socket, settings: EndpointSettings) -> None:
+        self._client = client
+        self.receiver = _Receiver(settings.server_address, settings)
+        self._count = settings.count
+        self._arrivals: list[tuple[int, int, bool]] = []
+        self._seen: set[int] = set()
+        self._stop_at = float("inf")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while len(self._seen) < self._count and time.monotonic() < self._stop_at:
+            try:
+                packet, (source, _) = self._client.recvfrom(MAX_PACKET)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            now = time.time_ns()
+            accepted = self.receiver.accept(packet, source)
+            if accepted is None:
+                continue
+            _, seq, intact = accepted
+            self._seen.add(seq)
+            self._arrivals.append((seq, now, intact))
+
+    def join(self, settings: EndpointSettings) -> list[tuple[int, int, bool]]:
+        self._stop_at = time.monotonic() + settings.drain_timeout_s
+        self._thread.join(settings.drain_timeout_s + 1)
+        return self._arrivals
