@@ -32,11 +32,17 @@ def lab_namespaces() -> set[str]:
 
 @pytest.fixture
 def no_leftover_namespaces() -> Iterator[None]:
-    """Fail the test if it leaves a lab namespace behind."""
-    before = lab_namespaces()
+    """Fail the test if a testbed this process built is still there afterwards.
+
+    Judged by the testbeds' own state files (owner pid), not by a before/after diff of
+    all namespaces, so other runs on the machine at the same time do not matter.
+    """
+    from lab.testbed import read_states
+
     yield
-    left = lab_namespaces() - before
-    assert not left, f"namespaces left behind: {sorted(left)}"
+    mine = [s for s in read_states() if s.get("owner_pid") == os.getpid()]
+    left = {str(n) for s in mine for n in s.get("namespaces", [])} & lab_namespaces()  # type: ignore[union-attr]
+    assert not mine and not left, f"testbeds left behind: {mine}"
 
 
 @pytest.fixture
