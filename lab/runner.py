@@ -26,7 +26,7 @@ from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
 from lab.results import RunFolder
 from lab.scenario import Scenario, SweepCell, sweep_cells
-from lab.testbed import open_testbed
+from lab.testbed import choose_backend, open_testbed
 
 Progress = Callable[[str], None]
 
@@ -108,6 +108,7 @@ def run_scenario(
     folder_name: str | None = None,
 ) -> RunOutcome:
     """Run every protocol of ``scenario``; the results folder is complete only on success."""
+    choose_backend(scenario.impairment)  # an unusable backend fails before anything is written
     folder = RunFolder.create(
         results_root, folder_name or scenario.name, scenario_file, scenario.seed
     )

@@ -18,6 +18,8 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from typing import Literal
 
 from lab.errors import PrivilegeError, TestbedError
 from lab.impairment.engine import EngineHandle, start_engine
-from lab.impairment.spec import ImpairmentSpec
+from lab.impairment.netem import netem_available, netem_commands
+from lab.impairment.spec import Direction, ImpairmentSpec
 from lab.scenario import EPHEMERAL_PORT_START
 from lab.testbed import _netns, _tun
 
@@ -44,6 +47,7 @@ __all__ = [
     "SERVER_ADDRESS",
     "Host",
     "Testbed",
+    "choose_backend",
     "cleanup_leftovers",
     "new_run_id",
     "open_testbed",
@@ -197,7 +201,7 @@ def _build(
     client_ns, server_ns = namespace_names(run_id)
     client = Host("client", client_ns, LINK_INTERFACE, CLIENT_ADDRESS, SERVER_ADDRESS)
     server = Host("server", server_ns, LINK_INTERFACE, SERVER_ADDRESS, CLIENT_ADDRESS)
-    backend = _choose_backend(impairment)
+    backend = choose_backend(impairment)
     testbed = Testbed(run_id, client, server, congestion_control, backend)
     _write_state(
         run_id,
@@ -211,6 +215,10 @@ def _build(
     try:
         for host in (client, server):
             _netns.create(host.netns)
+        if backend == "netem":
+            _link_with_netem(client, server, impairment)
+            return testbed
+        for host in (client, server):
             fds.append(_tun.open_tun(host.netns, host.interface))
         for host in (client, server):
             _configure_namespace(host)
@@ -234,14 +242,51 @@ def _build(
     return testbed
 
 
-def _choose_backend(impairment: ImpairmentSpec) -> str:
-    """The userspace engine is the default; netem only when asked for by name."""
-    if impairment.backend == "netem":
+def choose_backend(impairment: ImpairmentSpec) -> str:
+    """The userspace engine unless netem is asked for by name ("auto" keeps ground truth).
+
+    The engine works on every kernel and records what it did to each packet; netem
+    does the same impairments in the kernel but keeps no per-packet record.
+    """
+    if impairment.backend != "netem":
+        return "userspace"
+    if not netem_available():
         raise TestbedError(
-            "impairment.backend = 'netem' is not wired into the testbed yet; "
-            "use 'auto' or 'userspace' (the userspace engine has the same semantics)"
+            "impairment.backend = 'netem', but this kernel has no sch_netem "
+            "(tc: 'Specified qdisc kind is unknown'); use backend = 'userspace' or 'auto'"
         )
-    return "userspace"
+    return "netem"
+
+
+def _link_with_netem(client: Host, server: Host, impairment: ImpairmentSpec) -> None:
+    """A veth pair between the namespaces, netem on each end for its outgoing direction."""
+    with _netns.netlink(client.netns) as ipr:
+        ipr.link("add", ifname=client.interface, kind="veth", peer={"ifname": "lab0-peer"})
+        peer = ipr.link_lookup(ifname="lab0-peer")[0]
+        with _netns.inside(server.netns):
+            target = os.open(
+                f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", os.O_RDONLY
+            )
+        try:
+            ipr.link("set", index=peer, net_ns_fd=target)
+        finally:
+            os.close(target)
+    with _netns.netlink(server.netns) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lab0-peer")[0], ifname=server.interface)
+    for host, direction in (
+        (client, Direction.CLIENT_TO_SERVER),
+        (server, Direction.SERVER_TO_CLIENT),
+    ):
+        _configure_namespace(host)
+        for argv in netem_commands(host.interface, impairment.for_direction(direction)):
+            done = subprocess.run(
+                ["ip", "netns", "exec", host.netns, *argv],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
 def _destroy(run_id: str) -> None:

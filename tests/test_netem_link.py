@@ -1,0 +1,49 @@
+"""The netem backend's testbed: a veth pair instead of the TUN engine (root only).
+
+This machine has no sch_netem, so the tc step is exercised with a clean impairment
+(netem_commands issues nothing) and the refusal is tested for real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import lab.testbed
+from lab.errors import TestbedError
+from lab.impairment.netem import netem_available
+from lab.runner import run_scenario
+from lab.scenario import load_scenario
+from tests.conftest import write_scenario
+
+pytestmark = pytest.mark.requires_root
+
+
+def test_veth_link_carries_both_protocols(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leftover_namespaces: None
+) -> None:
+    monkeypatch.setattr(lab.testbed, "netem_available", lambda netns=None: True)
+    path = write_scenario(
+        tmp_path,
+        'name = "v"\ndescription = "veth"\n[workload]\ncount = 300\nrate = 3000\n'
+        '[impairment]\nbackend = "netem"\n',
+    )
+    outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
+    assert (outcome.summary["delivered"] == 300).all()
+    captures = pd.read_csv(outcome.path / "captures.csv")
+    assert (captures["linktype"] == 1).all(), "veth carries Ethernet frames"
+    assert not (outcome.path / "impairment.csv").exists(), "netem keeps no per-packet record"
+
+
+@pytest.mark.skipif(netem_available(), reason="this kernel has sch_netem")
+def test_netem_backend_without_sch_netem_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    path = write_scenario(
+        tmp_path, 'name = "n"\ndescription = "x"\n[impairment]\nbackend = "netem"\nloss = 1\n'
+    )
+    with pytest.raises(TestbedError, match="this kernel has no sch_netem"):
+        run_scenario(load_scenario(path), path, tmp_path / "results")
+    assert not (tmp_path / "results").exists()
