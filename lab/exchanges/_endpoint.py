@@ -10,13 +10,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import select
 import signal
+import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from lab.exchanges import _kernel
 from lab.testbed import _netns
@@ -85,6 +89,81 @@ def sender_done_deadline(control: Connection) -> int | None:
         if message[0] == "sender_done":
             return int(message[1])
     return None
+
+
+#: What a datagram receiver makes of one packet: (seq, intact), or None to ignore it.
+Parse = Callable[[bytes, Any], "tuple[int, bool] | None"]
+Arrival = tuple[int, int, bool]
+
+
+def serve_datagrams(
+    sock: socket.socket,
+    control: Connection,
+    count: int,
+    max_size: int,
+    on_packet: Callable[[bytes, Any, int], int | None],
+) -> None:
+    """The datagram servers' loop (UDP, RAW): drain the socket as packets come.
+
+    Stops when every seq arrived or the drain deadline the parent sends after the last
+    send has passed, so a lost datagram never hangs the run. ``on_packet(data, peer,
+    now_ns)`` records one packet and returns its seq (None when it is not the lab's).
+    """
+    seen: set[int] = set()
+    deadline: int | None = None
+    watched = [sock.fileno(), control.fileno()]
+    sock.setblocking(False)
+    while len(seen) < count and (deadline is None or time.time_ns() < deadline):
+        ready, _, _ = select.select(watched, [], [], POLL_INTERVAL_S)
+        if control.fileno() in ready:
+            deadline = deadline or sender_done_deadline(control)
+        if sock.fileno() not in ready:
+            continue
+        while True:
+            try:
+                data, peer = sock.recvfrom(max_size)
+            except BlockingIOError:
+                break
+            seq = on_packet(data, peer, time.time_ns())
+            if seq is not None:
+                seen.add(seq)
+
+
+class EchoCollector:
+    """Collects echoed datagrams on a client while its main thread keeps sending."""
+
+    def __init__(self, sock: socket.socket, count: int, max_size: int, parse: Parse) -> None:
+        self._sock = sock
+        self._count = count
+        self._max_size = max_size
+        self._parse = parse
+        self._arrivals: list[Arrival] = []
+        self._seen: set[int] = set()
+        self._stop_at = float("inf")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while len(self._seen) < self._count and time.monotonic() < self._stop_at:
+            try:
+                data, peer = self._sock.recvfrom(self._max_size)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            now = time.time_ns()
+            parsed = self._parse(data, peer)
+            if parsed is None:
+                continue
+            seq, intact = parsed
+            self._seen.add(seq)
+            self._arrivals.append((seq, now, intact))
+
+    def join(self, drain_timeout_s: float) -> list[Arrival]:
+        """Wait for the last echoes, at most the drain time; return what came back."""
+        self._stop_at = time.monotonic() + drain_timeout_s
+        self._thread.join(drain_timeout_s + 1)
+        return self._arrivals
 
 
 def _die_with_parent() -> None:

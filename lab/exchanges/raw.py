@@ -35,22 +35,22 @@ so RAW needs ``size >= 20`` (:func:`check_size`).
 from __future__ import annotations
 
 import os
-import select
 import socket
 import struct
-import threading
 import time
 import zlib
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from lab.exchanges._endpoint import (
     DATAGRAM_RCVBUF,
     POLL_INTERVAL_S,
+    EchoCollector,
     EndpointResult,
     EndpointSettings,
     paced,
-    sender_done_deadline,
+    serve_datagrams,
 )
 from lab.exchanges._framing import HEADER, HEADER_SIZE, MessageBuilder, filler
 
@@ -162,34 +162,23 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
     """Receive packets until all arrived or the drain deadline passes."""
     check_size(settings.size)
     receiver = _Receiver(settings.client_address, settings)
-    seen: set[int] = set()
     with _open() as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RCVBUF)
         server.bind((settings.server_address, 0))  # an address, no port: 0 is the only value
-        server.setblocking(False)
         control.send(("ready",))
-        deadline: int | None = None
-        watched = [server.fileno(), control.fileno()]
-        while len(seen) < settings.count and (deadline is None or time.time_ns() < deadline):
-            ready, _, _ = select.select(watched, [], [], POLL_INTERVAL_S)
-            if control.fileno() in ready:
-                deadline = deadline or sender_done_deadline(control)
-            if server.fileno() not in ready:
-                continue
-            while True:
-                try:
-                    packet, (source, _) = server.recvfrom(MAX_PACKET)
-                except BlockingIOError:
-                    break
-                now = time.time_ns()
-                accepted = receiver.accept(packet, source)
-                if accepted is None:
-                    continue
-                payload, seq, intact = accepted
-                seen.add(seq)
-                result.arrivals.append((seq, now, intact))
-                if settings.echo:
-                    server.sendto(payload, (source, 0))
+
+        def on_packet(packet: bytes, peer: Any, now: int) -> int | None:
+            source = peer[0]
+            accepted = receiver.accept(packet, source)
+            if accepted is None:
+                return None
+            payload, seq, intact = accepted
+            result.arrivals.append((seq, now, intact))
+            if settings.echo:
+                server.sendto(payload, (source, 0))
+            return seq
+
+        serve_datagrams(server, control, settings.count, MAX_PACKET, on_packet)
         result.counters.update(receiver.counters(server))
 
 
@@ -201,46 +190,24 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
         client.settimeout(POLL_INTERVAL_S)
         client.bind((settings.client_address, 0))  # fixes the source address; no port
         destination = (settings.server_address, 0)
-        echoes = _EchoCollector(client, settings) if settings.echo else None
+        echo_receiver = _Receiver(settings.server_address, settings)
+        echoes = None
+        if settings.echo:
+            echoes = EchoCollector(
+                client,
+                settings.count,
+                MAX_PACKET,
+                lambda data, peer: _seq_intact(echo_receiver, data, peer),
+            )
         for seq in paced(settings.count, settings.rate):
             now = time.time_ns()
             client.sendto(builder.build(seq, now), destination)
             result.t_send_ns[seq] = now
         if echoes is not None:
-            result.arrivals = echoes.join(settings)
-            result.counters.update(echoes.receiver.counters(client))
+            result.arrivals = echoes.join(settings.drain_timeout_s)
+            result.counters.update(echo_receiver.counters(client))
 
 
-class _EchoCollector:
-    """Collects echoed packets on the client while the main thread keeps sending."""
-
-    def __init__(self, client: socket.socket, settings: EndpointSettings) -> None:
-        self._client = client
-        self.receiver = _Receiver(settings.server_address, settings)
-        self._count = settings.count
-        self._arrivals: list[tuple[int, int, bool]] = []
-        self._seen: set[int] = set()
-        self._stop_at = float("inf")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while len(self._seen) < self._count and time.monotonic() < self._stop_at:
-            try:
-                packet, (source, _) = self._client.recvfrom(MAX_PACKET)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            now = time.time_ns()
-            accepted = self.receiver.accept(packet, source)
-            if accepted is None:
-                continue
-            _, seq, intact = accepted
-            self._seen.add(seq)
-            self._arrivals.append((seq, now, intact))
-
-    def join(self, settings: EndpointSettings) -> list[tuple[int, int, bool]]:
-        self._stop_at = time.monotonic() + settings.drain_timeout_s
-        self._thread.join(settings.drain_timeout_s + 1)
-        return self._arrivals
+def _seq_intact(receiver: _Receiver, packet: bytes, peer: Any) -> tuple[int, bool] | None:
+    accepted = receiver.accept(packet, peer[0])
+    return None if accepted is None else (accepted[1], accepted[2])
