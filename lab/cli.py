@@ -54,6 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _print_summary(outcome.summary, title=f"{scenario.name} — {scenario.description}".strip(" —"))
     setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
     _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
+    _render_if_available(outcome.path)
     _stdout.print(f"results: [bold]{outcome.path}[/bold]")
     return 0
 
@@ -296,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     live.add_arguments(sniff)
     sniff.set_defaults(handler=live.run)
+
+    from lab.report.commands import register as register_report_commands
+
+    register_report_commands(commands)
     return parser
 
 

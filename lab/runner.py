@@ -112,6 +112,7 @@ def run_scenario(
     folder = RunFolder.create(
         results_root, folder_name or scenario.name, scenario_file, scenario.seed
     )
+    folder.meta["scenario"] = scenario.name
     progress(f"results: {folder.path}")
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
@@ -207,6 +208,7 @@ def run_sweep(
     )
     assert scenario.sweep is not None
     aggregate.meta.update(
+        scenario=scenario.name,
         kind="sweep",
         parameter=scenario.sweep.parameter,
         values=scenario.sweep.values,

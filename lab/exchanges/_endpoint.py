@@ -31,6 +31,7 @@ POLL_INTERVAL_S = 0.05
 DATAGRAM_RCVBUF = 8 * 1024 * 1024
 
 _PR_SET_PDEATHSIG = 1
+_SO_RCVBUFFORCE = 33  # linux/socket.h; not exported by Python 3.11
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,18 @@ def sender_done_deadline(control: Connection) -> int | None:
 #: What a datagram receiver makes of one packet: (seq, intact), or None to ignore it.
 Parse = Callable[[bytes, Any], "tuple[int, bool] | None"]
 Arrival = tuple[int, int, bool]
+
+
+def enlarge_receive_buffer(sock: socket.socket) -> None:
+    """A deep receive queue, past net.core.rmem_max when root (SO_RCVBUFFORCE).
+
+    Datagrams the application has not read yet wait here; a burst that overflows it is
+    loss on the receiving host, not on the link, and would blur what the link did.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, DATAGRAM_RCVBUF)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RCVBUF)
 
 
 def serve_datagrams(

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from lab.exchanges._endpoint import (
-    DATAGRAM_RCVBUF,
     POLL_INTERVAL_S,
     EchoCollector,
     EndpointResult,
     EndpointSettings,
+    enlarge_receive_buffer,
     paced,
     serve_datagrams,
 )
@@ -163,7 +163,7 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
     check_size(settings.size)
     receiver = _Receiver(settings.client_address, settings)
     with _open() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RCVBUF)
+        enlarge_receive_buffer(server)
         server.bind((settings.server_address, 0))  # an address, no port: 0 is the only value
         control.send(("ready",))
 

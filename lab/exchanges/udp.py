@@ -14,11 +14,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from lab.exchanges._endpoint import (
-    DATAGRAM_RCVBUF,
     POLL_INTERVAL_S,
     EchoCollector,
     EndpointResult,
     EndpointSettings,
+    enlarge_receive_buffer,
     paced,
     serve_datagrams,
 )
@@ -32,7 +32,7 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
     expected_filler = filler(settings.seed, settings.size)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DATAGRAM_RCVBUF)
+        enlarge_receive_buffer(server)
         server.bind((settings.server_address, settings.port))
         result.local_port = settings.port
         control.send(("ready",))

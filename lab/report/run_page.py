@@ -1,0 +1,380 @@
+"""``report.html`` of one run: the CSVs of results/<run>/ side by side per protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lab.report import _html as h
+from lab.report import _run_figures as figs
+from lab.report import _wire_figures as wire
+from lab.report._data import RunData, as_float, load_run
+
+REPORT_NAME = "report.html"
+
+#: summary.csv columns as rows of the side-by-side table: label and format.
+_SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("sent", "sent (messages)", "{:.0f}"),
+    ("delivered", "delivered", "{:.0f}"),
+    ("lost", "lost", "{:.0f}"),
+    ("loss_pct", "loss %", "{:.2f}"),
+    ("out_of_order", "out of order (RFC 4737)", "{:.0f}"),
+    ("duplicates", "duplicate copies", "{:.0f}"),
+    ("owd_min_ms", "one-way delay min (ms)", "{:.3f}"),
+    ("owd_p50_ms", "one-way delay p50 (ms)", "{:.3f}"),
+    ("owd_p95_ms", "one-way delay p95 (ms)", "{:.3f}"),
+    ("owd_p99_ms", "one-way delay p99 (ms)", "{:.3f}"),
+    ("owd_max_ms", "one-way delay max (ms)", "{:.3f}"),
+    ("jitter_ms", "jitter, RFC 3550 (ms)", "{:.3f}"),
+    ("rtt_p50_ms", "round trip p50 (ms)", "{:.3f}"),
+    ("rtt_p99_ms", "round trip p99 (ms)", "{:.3f}"),
+    ("goodput_bps", "goodput (Mbit/s)", "{:.3f}"),
+    ("duration_s", "duration (s)", "{:.3f}"),
+    ("accounting_closes", "engine's books close", ""),
+    ("losses_explained", "losses explained by the engine", "{:.0f}"),
+    ("capture_drops", "capture drops", "{:.0f}"),
+)
+_NOT_AVAILABLE = "Not available for this run"
+
+
+def render_report(folder: Path, *, allow_incomplete: bool = False) -> Path:
+    """Write ``folder/report.html`` from the run's CSVs and return its path.
+
+    Raises ResultsError for a folder of a newer format, a sweep folder, or an incomplete
+    run (unless ``allow_incomplete``: then the page carries an INCOMPLETE banner).
+    """
+    run = load_run(Path(folder), allow_incomplete=allow_incomplete)
+    target = run.folder / REPORT_NAME
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(build_page(run), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def build_page(run: RunData) -> str:
+    """The report's HTML (no file written): used by render_report and the tests."""
+    scenario_name = str(run.meta.get("scenario") or run.scenario.get("name") or run.folder.name)
+    description = str(run.scenario.get("description") or "")
+    messages = run.table("messages")
+    prepared = figs.prepare_messages(messages) if messages is not None else {}
+    sections = [
+        ("overview", "Scenario and environment", _overview(run)),
+        ("summary", "Summary", _summary(run)),
+        ("delay", "One-way delay", _delay(prepared)),
+        ("sequence", "Sequence numbers vs arrival", _sequence(prepared)),
+        ("loss", "Loss over time", _loss(prepared)),
+        ("tcp", "TCP retransmissions", _tcp_segments(run, prepared)),
+        ("hol", "TCP head-of-line blocking", _hol(run, prepared)),
+        ("impairment", "Impairment accounting", _impairment(run)),
+        ("kernel", "Sockets and kernel counters", _kernel(run)),
+        ("captures", "Packet captures", _captures(run)),
+    ]
+    body = "".join(h.section(anchor, title, html) for anchor, title, html in sections)
+    banner = "" if run.complete else _incomplete_banner(run)
+    protocols = " vs ".join(p.upper() for p in run.protocols) or "no protocol"
+    return h.page(
+        f"protolab report: {scenario_name}",
+        f"{protocols} · {run.folder.name}" + (f" · {description}" if description else ""),
+        body,
+        banner=banner,
+        nav=h.nav_links([(anchor, title) for anchor, title, _ in sections]),
+    )
+
+
+def _incomplete_banner(run: RunData) -> str:
+    reason = run.meta.get("incomplete_reason") or "the run did not finish"
+    return (
+        f"INCOMPLETE RUN: {h.esc(reason)}. Tables may be missing or partial; "
+        "do not compare these numbers with finished runs."
+    )
+
+
+def _flatten(prefix: str, data: dict[str, Any]) -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _flatten(f"{name}.", value)
+        elif isinstance(value, list):
+            rows.append((name, ", ".join(str(v) for v in value)))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _overview(run: RunData) -> str:
+    meta = run.meta
+    status: object = "yes" if run.complete else f"NO ({meta.get('incomplete_reason', '?')})"
+    environment: list[tuple[str, object]] = [
+        ("results folder", run.folder.name),
+        ("complete", status),
+        ("started", meta.get("started")),
+        ("ended", meta.get("ended")),
+        ("seed", meta.get("seed")),
+        ("congestion control", meta.get("congestion_control")),
+        ("impairment backend", meta.get("impairment_backend")),
+        ("kernel", meta.get("kernel")),
+        ("machine", meta.get("machine")),
+        ("python", meta.get("python")),
+        ("format version", meta.get("format_version")),
+        ("run id", meta.get("run_id")),
+    ]
+    for role in ("client", "server"):
+        host = meta.get(role)
+        if isinstance(host, dict):
+            environment.append((role, f"{host.get('address')} in {host.get('netns')}"))
+    for key in ("testbed_setup_s", "testbed_teardown_s", "engine_overload_drops"):
+        if key in meta:
+            environment.append((key.replace("_", " "), meta[key]))
+    truth = meta.get("ground_truth")
+    if isinstance(truth, dict):
+        environment += [(f"ground truth {k}", v) for k, v in truth.items()]
+    packages = meta.get("packages")
+    if isinstance(packages, dict):
+        environment.append(
+            ("versions", ", ".join(f"{k} {v}" for k, v in packages.items() if v is not None))
+        )
+    scenario = run.scenario
+    settings: list[tuple[str, object]] = [
+        (key, scenario[key])
+        for key in ("name", "description", "seed", "protocols", "congestion_control")
+        if key in scenario
+    ]
+    settings = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in settings]
+    for table in ("workload", "ports", "timeouts", "sweep"):
+        if isinstance(scenario.get(table), dict):
+            settings += _flatten(f"{table}.", scenario[table])
+    impairment = scenario.get("impairment")
+    if isinstance(impairment, dict) and impairment:
+        settings += _flatten("impairment.", impairment)
+    elif scenario:
+        settings.append(("impairment", "none: a clean link"))
+    body = (
+        '<div class="grid"><div><h3>Scenario</h3>'
+        + (h.key_value_table(settings) if settings else h.note("scenario.toml not available"))
+        + "</div><div><h3>Environment (meta.json)</h3>"
+        + h.key_value_table(environment)
+        + "</div></div>"
+    )
+    if run.scenario_text is not None:
+        body += (
+            "<details><summary>scenario.toml as run</summary>"
+            f"<pre>{h.esc(run.scenario_text)}</pre></details>"
+        )
+    return body
+
+
+def _summary(run: RunData) -> str:
+    summary = run.table("summary")
+    if summary is None or "protocol" not in summary or summary.empty:
+        return h.note(f"{_NOT_AVAILABLE}: no summary.csv.")
+    protocols = [str(p) for p in summary["protocol"]]
+    head = '<th class="key">metric</th>' + "".join(
+        f"<th>{h.protocol_tag(p, i)}</th>" for i, p in enumerate(protocols)
+    )
+    known = {column for column, _, _ in _SUMMARY_ROWS}
+    extra = [(c, c, "") for c in summary.columns if c != "protocol" and c not in known]
+    rows = []
+    for column, label, pattern in (*_SUMMARY_ROWS, *extra):
+        if column not in summary:
+            continue
+        values = summary[column]
+        if values.isna().all():
+            continue
+        if column == "goodput_bps":
+            values = as_float(values) / 1e6
+        formatter = h.fmt_number(pattern) if pattern else h.fmt_value
+        cells = "".join(f"<td>{h.esc(formatter(v))}</td>" for v in values)
+        rows.append(f'<tr><td class="key">{h.esc(label)}</td>{cells}</tr>')
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + h.caption(
+            "From summary.csv (see results/README.md for the definitions). Delays are over "
+            "delivered messages; goodput is delivered bytes × 8 over the time from first send "
+            "to last delivery."
+        )
+    )
+
+
+def _delay(prepared: dict[str, pd.DataFrame]) -> str:
+    if not prepared:
+        return h.note(f"{_NOT_AVAILABLE}: no messages.csv.")
+    parts = []
+    cdf = figs.cdf_figure(prepared, "owd_ms", "one-way delay (ms)")
+    if cdf is not None:
+        parts.append("<h3>Distribution (CDF)</h3>" + h.figure(cdf, 380))
+        parts.append(
+            h.caption(
+                "Fraction of the messages sent that arrived within a given one-way delay; a "
+                "curve that stops below 100 % lost the rest. Buttons switch the x axis to log."
+            )
+        )
+    rtt = figs.cdf_figure(prepared, "rtt_ms", "round-trip time (ms)")
+    if rtt is not None:
+        parts.append("<h3>Round-trip time (echo), CDF</h3>" + h.figure(rtt, 340))
+        parts.append(h.caption("Send to echo back at the client, over messages sent."))
+    fig, thinned = figs.delay_figure(prepared)
+    parts.append("<h3>Over time</h3>" + h.figure(fig, 380))
+    parts.append(
+        h.caption(
+            "One-way delay of every delivered message against its send time. TCP's spikes are "
+            "retransmissions and the messages queued behind them." + thinned
+        )
+    )
+    return "".join(parts)
+
+
+def _sequence(prepared: dict[str, pd.DataFrame]) -> str:
+    if not prepared:
+        return h.note(f"{_NOT_AVAILABLE}: no messages.csv.")
+    fig, thinned = figs.sequence_figure(prepared)
+    return h.figure(fig, 460) + h.caption(
+        "Each dot is a message at the time it reached the server application; the grey line "
+        "is when it was sent, so the horizontal gap is its delay. Red crosses are messages "
+        "that never arrived (drawn at their send time); open diamonds arrived after a higher "
+        "sequence number. TCP never shows either: it delivers late instead." + thinned
+    )
+
+
+def _loss(prepared: dict[str, pd.DataFrame]) -> str:
+    if not prepared:
+        return h.note(f"{_NOT_AVAILABLE}: no messages.csv.")
+    fig, width = figs.loss_figure(prepared)
+    return h.figure(fig, 320) + h.caption(
+        f"Messages that never reached the server application, per {width:g} ms of send time. "
+        "Hover for the number sent in the bin and the percentage."
+    )
+
+
+def _tcp_t0(prepared: dict[str, pd.DataFrame]) -> float | None:
+    tcp = prepared.get("tcp")
+    return float(tcp.attrs["t0_ns"]) if tcp is not None and "t0_ns" in tcp.attrs else None
+
+
+def _tcp_segments(run: RunData, prepared: dict[str, pd.DataFrame]) -> str:
+    segments = run.table("tcp_segments")
+    if segments is None:
+        return h.note(f"{_NOT_AVAILABLE}: no tcp_segments.csv (wire analysis of the captures).")
+    if segments.empty or "ts_ns" not in segments:
+        return h.note("tcp_segments.csv has no segments.")
+    fig, thinned = wire.tcp_segments_figure(segments, _tcp_t0(prepared))
+    stats = run.table("tcp_stats")
+    counts = (
+        h.table(stats) + h.caption("tcp_stats.csv: the wire analysis's counts per connection.")
+        if stats is not None and not stats.empty
+        else h.table(wire.tcp_event_counts(segments), key_column="direction")
+    )
+    return (
+        h.figure(fig, 520)
+        + h.caption(
+            "TCP data segments from tcp_segments.csv by relative sequence number and time, as "
+            "captured on the sending host. Retransmissions and fast retransmissions are marked "
+            "where they were sent, out-of-order and spurious segments where they arrived; the "
+            "strip below shows when each kind of event (including duplicate ACKs) happened."
+            + thinned
+        )
+        + counts
+    )
+
+
+def _hol(run: RunData, prepared: dict[str, pd.DataFrame]) -> str:
+    hol = run.table("hol")
+    if hol is None:
+        return h.note(f"{_NOT_AVAILABLE}: no hol.csv.")
+    if hol.empty or "seq" not in hol or "hol_wait_ns" not in hol:
+        return h.note("hol.csv has no messages.")
+    fig, stats = wire.hol_figure(hol, prepared.get("tcp"))
+    return (
+        h.figure(fig, 360)
+        + h.caption(
+            "hol.csv: how long each TCP message waited in the receiver after its own bytes had "
+            "arrived, behind earlier data that was still missing (head-of-line blocking), "
+            "against when the application got it."
+        )
+        + h.table(stats)
+    )
+
+
+def _impairment(run: RunData) -> str:
+    accounting = run.table("accounting")
+    by_protocol = run.table("impairment_by_protocol")
+    if accounting is None and by_protocol is None:
+        return h.note(f"{_NOT_AVAILABLE}: the engine's ground truth was not written.")
+    parts = []
+    if by_protocol is not None and not by_protocol.empty:
+        fig = figs.impairment_figure(by_protocol)
+        if fig is not None:
+            parts.append(h.figure(fig, 320))
+        else:
+            parts.append(h.note("The engine dropped, duplicated, corrupted or reordered nothing."))
+        parts.append("<h3>Per protocol and direction (impairment_by_protocol.csv)</h3>")
+        parts.append(h.table(by_protocol, key_column="protocol"))
+    if accounting is not None and not accounting.empty:
+        parts.append("<h3>Per direction (accounting.csv)</h3>")
+        parts.append(h.table(accounting, key_column="direction"))
+        parts.append(
+            h.caption(
+                "The engine's books: every packet in was forwarded or dropped; held_mean_ms is "
+                "the mean time a packet was delayed; closes says the books balance."
+            )
+        )
+    return "".join(parts)
+
+
+def _kernel(run: RunData) -> str:
+    exchanges = run.table("exchanges")
+    if exchanges is None or exchanges.empty or "protocol" not in exchanges:
+        return h.note(f"{_NOT_AVAILABLE}: no exchanges.csv.")
+    frame = exchanges.set_index("protocol")
+    rows: dict[str, pd.Series] = {}
+    for column in ("client_port", "server_port", "congestion_control"):
+        if column in frame:
+            rows[column.replace("_", " ")] = frame[column]
+    if "started_ns" in frame and "ended_ns" in frame:
+        rows["exchange duration (s)"] = (
+            as_float(frame["ended_ns"]) - as_float(frame["started_ns"])
+        ) / 1e9
+    counters = [c for c in frame.columns if c.startswith(("client.", "server."))]
+    for column in counters:
+        values = as_float(frame[column])
+        if values.fillna(0).ne(0).any():
+            rows[column] = values
+    table = pd.DataFrame(rows).T.reset_index()
+    table.columns = ["", *[str(p).upper() for p in frame.index]]
+    return h.table(table, key_column="") + h.caption(
+        "Ports of each exchange and the increase of the kernel's SNMP counters in the client "
+        "and server namespaces during it (exchanges.csv); counters that stayed 0 are hidden."
+    )
+
+
+def _captures(run: RunData) -> str:
+    captures = run.table("captures")
+    if captures is None or captures.empty:
+        return h.note(f"{_NOT_AVAILABLE}: no captures.csv.")
+    frame = captures.copy()
+    if "path" in frame:
+        links = []
+        for value in frame["path"]:
+            path = str(value)
+            exists = not h.is_missing(value) and (run.folder / path).is_file()
+            links.append(
+                f'<a href="{h.href(path)}">{h.esc(path)}</a>'
+                if exists
+                else f"{h.esc(path)} (missing)"
+            )
+        frame["path"] = links
+    drop = [c for c in ("started_ns", "stopped_ns") if c in frame]
+    if len(drop) == 2:
+        frame.insert(
+            len(frame.columns),
+            "duration_s",
+            (as_float(frame["stopped_ns"]) - as_float(frame["started_ns"])) / 1e9,
+        )
+        frame = frame.drop(columns=drop)
+    return h.table(frame, raw_html=["path"], key_column="protocol") + h.caption(
+        "captures.csv: what the capture on each end of the link saw. Links open the pcap "
+        "files next to this report (Wireshark: tshark -r capture/...). kernel_drops > 0 means "
+        "the capture missed packets."
+    )
