@@ -145,8 +145,12 @@ def _print_summary(summary: object, title: str) -> None:
             ("rtt_p50_ms", "RTT p50 ms", "{:.3f}"),
             ("rtt_p99_ms", "RTT p99 ms", "{:.3f}"),
         ]
-    if "losses_explained" in summary:
-        columns.append(("losses_explained", "losses explained", "{:d}"))
+    if "tcp_retransmissions" in summary:
+        columns.append(("tcp_retransmissions", "TCP retrans", "{:d}"))
+    if "hol_blocked" in summary:
+        columns.append(("hol_blocked", "HOL blocked", "{:d}"))
+    if "explained" in summary:  # losses and late messages traced to the engine or the wire
+        columns += [("explained", "explained", "{:d}"), ("unexplained", "unexplained", "{:d}")]
     for _, header, _ in columns:
         table.add_column(header, justify="right")
     for _, row in summary.iterrows():
@@ -297,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     live.add_arguments(sniff)
     sniff.set_defaults(handler=live.run)
+
+    from lab.analysis import offline
+
+    offline.register(commands)
 
     from lab.report.commands import register as register_report_commands
 

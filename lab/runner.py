@@ -19,6 +19,7 @@ from lab.analysis.impairment import (
     impairment_by_protocol,
 )
 from lab.analysis.summary import summarize
+from lab.analysis.wire import analyze_run as analyze_wire
 from lab.capture.during_run import capture_link, captures_table
 from lab.capture.sniffer import CaptureStats
 from lab.exchanges import ExchangeResult, run_exchange
@@ -99,6 +100,23 @@ def _write_ground_truth(
     }
 
 
+def _add_wire_columns(summary: pd.DataFrame, wire: dict[str, pd.DataFrame]) -> None:
+    """Put the wire view next to the application's: retransmissions, HOL, explained."""
+    stats = wire.get("tcp_stats")
+    if stats is not None and len(stats):
+        tcp = summary["protocol"] == "tcp"
+        summary.loc[tcp, "tcp_retransmissions"] = int(stats["retransmissions"].sum())
+        hol = wire.get("hol")
+        if hol is not None and len(hol):
+            summary.loc[tcp, "hol_blocked"] = int(hol["blocked"].sum())
+            summary.loc[tcp, "hol_wait_p99_ms"] = float(hol["hol_wait_ns"].quantile(0.99)) / 1e6
+    explained = wire.get("explained_summary")
+    if explained is not None and len(explained):
+        per_protocol = explained.groupby("protocol")[["explained", "unexplained"]].sum()
+        for column in ("explained", "unexplained"):
+            summary[column] = summary["protocol"].map(per_protocol[column]).astype("Int64")
+
+
 def run_scenario(
     scenario: Scenario,
     scenario_file: Path,
@@ -155,6 +173,11 @@ def run_scenario(
         folder.write_table("captures", capture_rows)
         drops = capture_rows.groupby("protocol")["kernel_drops"].sum()
         summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
+        progress("wire analysis")
+        wire = analyze_wire(folder.path)
+        for name, table in wire.items():
+            folder.write_table(name, table)
+        _add_wire_columns(summary, wire)
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
         folder.finish(
