@@ -58,6 +58,11 @@ def _be(headers: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
     return value
 
 
+def _where(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
+    """Nullable integers: ``values`` where ``valid``, <NA> elsewhere."""
+    return pd.arrays.IntegerArray(values.astype(np.int64), ~valid.astype(bool))
+
+
 def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     """The per-packet table and the engine's metadata."""
     with np.load(path) as data:
@@ -97,22 +102,17 @@ def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     payload_len = np.maximum(total - payload_offset, 0)
     frame["ip_proto"] = proto
     frame["ip_id"] = _be(headers, np.full(len(headers), 4), 2)
-    frame["src_port"] = pd.array(np.where(has_ports, _be(headers, ihl, 2), -1)).astype("Int64")
-    frame["dst_port"] = pd.array(np.where(has_ports, _be(headers, ihl + 2, 2), -1)).astype("Int64")
-    frame.loc[~has_ports, ["src_port", "dst_port"]] = pd.NA
-    frame["tcp_seq"] = pd.array(_be(headers, ihl + 4, 4), dtype="Int64")
-    frame["tcp_ack"] = pd.array(_be(headers, ihl + 8, 4), dtype="Int64")
-    frame["tcp_flags"] = pd.array(_be(headers, ihl + 13, 1), dtype="Int64")
-    frame.loc[~is_tcp, ["tcp_seq", "tcp_ack", "tcp_flags"]] = pd.NA
+    frame["src_port"] = _where(_be(headers, ihl, 2), has_ports)
+    frame["dst_port"] = _where(_be(headers, ihl + 2, 2), has_ports)
+    frame["tcp_seq"] = _where(_be(headers, ihl + 4, 4), is_tcp)
+    frame["tcp_ack"] = _where(_be(headers, ihl + 8, 4), is_tcp)
+    frame["tcp_flags"] = _where(_be(headers, ihl + 13, 1), is_tcp)
     frame["payload_len"] = payload_len
-    lab_seq = pd.array(_be(headers, payload_offset, 4), dtype="Int64")
-    frame["lab_seq"] = lab_seq
-    fits = payload_offset + 4 <= headers.shape[1] if len(headers) else np.zeros(0, bool)
-    frame.loc[~((is_udp | is_raw) & (payload_len >= 16) & fits), "lab_seq"] = pd.NA
-    frame["held_ns"] = pd.array(
-        np.where(frame["t_out_ns"] >= 0, frame["t_out_ns"] - frame["t_in_ns"], -1)
-    ).astype("Int64")
-    frame.loc[frame["t_out_ns"] < 0, "held_ns"] = pd.NA
+    fits = payload_offset + 4 <= headers.shape[1]
+    has_lab_seq = (is_udp | is_raw) & (payload_len >= 16) & fits
+    frame["lab_seq"] = _where(_be(headers, payload_offset, 4), has_lab_seq)
+    t_in, t_out = frame["t_in_ns"].to_numpy(), frame["t_out_ns"].to_numpy()
+    frame["held_ns"] = _where(t_out - t_in, t_out >= 0)
     return frame[list(GROUND_TRUTH_COLUMNS)], meta
 
 

@@ -417,11 +417,13 @@ def _remove_hosts_files(run_id: str) -> None:
 def persistent_testbeds() -> list[dict[str, object]]:
     """State of testbeds started with ``lab testbed up`` that still exist."""
     present = set(_netns.list_all())
-    return [
-        s
-        for s in read_states()
-        if s.get("persistent") and set(map(str, s.get("namespaces", []) or [])) <= present  # type: ignore[call-overload]
-    ]
+    found = []
+    for state in read_states():
+        namespaces = state.get("namespaces")
+        persistent = state.get("persistent") and isinstance(namespaces, list)
+        if persistent and {str(name) for name in namespaces or []} <= present:
+            found.append(state)
+    return found
 
 
 def exec_argv(run_id: str, role: Role, command: list[str]) -> list[str]:
