@@ -420,8 +420,8 @@ def persistent_testbeds() -> list[dict[str, object]]:
     found = []
     for state in read_states():
         namespaces = state.get("namespaces")
-        persistent = state.get("persistent") and isinstance(namespaces, list)
-        if persistent and {str(name) for name in namespaces or []} <= present:
+        names = {str(name) for name in namespaces} if isinstance(namespaces, list) else set()
+        if state.get("persistent") and names and names <= present:
             found.append(state)
     return found
 
