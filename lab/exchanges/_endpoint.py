@@ -203,7 +203,6 @@ def _child_main(
         result.counters = {**counters, **result.counters}  # plus the endpoint's own App.* ones
     except Exception as error:  # reported to the parent, which raises ExchangeError
         result.error = f"{type(error).__name__}: {error}"
-        result.counters = {"traceback": 0}
         result.error += "\n" + traceback.format_exc(limit=4)
     control.send(("result", result))
     control.close()
