@@ -7,7 +7,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from lab.runner import RunOutcome
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = PROJECT_ROOT / "scenarios"
@@ -55,3 +58,20 @@ def write_scenario(directory: Path, text: str, name: str = "scenario.toml") -> P
     path = directory / name
     path.write_text(text)
     return path
+
+
+def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:
+    """Write a scenario (name, description, then ``body``) and run it for real (root)."""
+    from lab.runner import run_scenario
+    from lab.scenario import load_scenario
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = write_scenario(
+        directory, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml"
+    )
+    return run_scenario(load_scenario(path), path, directory / "results")
+
+
+def summary_row(outcome: RunOutcome, protocol: str) -> pd.Series:
+    """One protocol's row of a run's summary."""
+    return outcome.summary.set_index("protocol").loc[protocol]

@@ -12,23 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab.runner import RunOutcome, run_scenario
-from lab.scenario import load_scenario
-from tests.conftest import write_scenario
+from lab.runner import RunOutcome
+from tests.conftest import run_body, summary_row
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.slow]
-
-
-def _run(tmp_path: Path, body: str, name: str = "t") -> RunOutcome:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = write_scenario(
-        tmp_path, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml"
-    )
-    return run_scenario(load_scenario(path), path, tmp_path / "results")
-
-
-def _row(outcome: RunOutcome, protocol: str) -> pd.Series:
-    return outcome.summary.set_index("protocol").loc[protocol]
 
 
 def _accounting_closes(outcome: RunOutcome) -> None:
@@ -43,12 +30,12 @@ def test_random_loss_is_binomial_over_20k_datagrams(
     tmp_path: Path, no_leftover_namespaces: None
 ) -> None:
     n, p = 20_000, 0.05
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         f'protocols = ["udp"]\nseed = 99\n[workload]\ncount = {n}\nsize = 64\nrate = 20000\n'
         "[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n",
     )
-    lost = int(_row(outcome, "udp")["lost"])
+    lost = int(summary_row(outcome, "udp")["lost"])
     half_width = 2.576 * math.sqrt(n * p * (1 - p))  # 99 % normal approximation of the binomial
     assert n * p - half_width <= lost <= n * p + half_width, f"lost {lost} of {n}"
     truth = pd.read_csv(outcome.path / "impairment.csv")
@@ -56,28 +43,28 @@ def test_random_loss_is_binomial_over_20k_datagrams(
     assert set(dropped["lab_seq"].astype(int)) == set(
         outcome.messages.loc[outcome.messages["copies"] == 0, "seq"]
     ), "every UDP loss is an engine drop, and nothing else was lost"
-    assert int(_row(outcome, "udp")["losses_explained"]) == lost
+    assert int(summary_row(outcome, "udp")["losses_explained"]) == lost
     _accounting_closes(outcome)
 
 
 def test_delay_20ms_gives_udp_one_way_p50_between_20_and_21ms(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         'protocols = ["udp"]\n[workload]\ncount = 2000\nrate = 2000\n[impairment]\ndelay_ms = 20\n',
     )
-    row = _row(outcome, "udp")
+    row = summary_row(outcome, "udp")
     assert 20.0 <= row["owd_p50_ms"] <= 21.0, row["owd_p50_ms"]
     assert row["delivered"] == 2000
     _accounting_closes(outcome)
 
 
 def test_reordering_shows_in_udp_and_is_hidden_but_paid_for_by_tcp(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         "[workload]\ncount = 2000\nrate = 2000\n"
         "[impairment]\ndelay_ms = 5\nreorder = 10\n[impairment.server_to_client]\nreorder = 0\n",
     )
-    udp, tcp = _row(outcome, "udp"), _row(outcome, "tcp")
+    udp, tcp = summary_row(outcome, "udp"), summary_row(outcome, "tcp")
     assert udp["out_of_order"] > 0
     assert udp["owd_min_ms"] < 2.0, "reordered datagrams skip the 5 ms delay"
     assert tcp["out_of_order"] == 0, "TCP hands the application an ordered stream"
@@ -98,12 +85,12 @@ def test_reordering_shows_in_udp_and_is_hidden_but_paid_for_by_tcp(tmp_path: Pat
 
 
 def test_tcp_completes_under_5pct_loss_with_every_byte_intact(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         'protocols = ["tcp"]\n[workload]\ncount = 2000\nsize = 512\nrate = 2000\n'
         "[impairment]\ndelay_ms = 2\nloss = 5\n",
     )
-    tcp = _row(outcome, "tcp")
+    tcp = summary_row(outcome, "tcp")
     assert tcp["delivered"] == 2000 and tcp["lost"] == 0
     tcp_messages = outcome.messages[outcome.messages["protocol"] == "tcp"]
     assert tcp_messages["intact"].all()
@@ -114,12 +101,12 @@ def test_tcp_completes_under_5pct_loss_with_every_byte_intact(tmp_path: Path) ->
 
 
 def test_duplicates_and_corruption_reach_udp_and_are_absorbed_by_tcp(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         "seed = 4\n[workload]\ncount = 3000\nsize = 256\nrate = 3000\n"
         "[impairment]\nduplicate = 3\ncorrupt = 3\n",
     )
-    udp, tcp = _row(outcome, "udp"), _row(outcome, "tcp")
+    udp, tcp = summary_row(outcome, "udp"), summary_row(outcome, "tcp")
     assert udp["duplicates"] > 0
     assert udp["lost"] > 0, "corrupted datagrams fail the UDP checksum and vanish"
     exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
@@ -135,7 +122,7 @@ def test_same_seed_same_drops_other_seed_other_drops(tmp_path: Path) -> None:
     body = "[workload]\ncount = 3000\nrate = 5000\n[impairment]\nloss = 10\n"
     lost = []
     for index, seed in enumerate((5, 5, 6)):
-        outcome = _run(tmp_path / str(index), f'protocols = ["udp"]\nseed = {seed}\n{body}')
+        outcome = run_body(tmp_path / str(index), f'protocols = ["udp"]\nseed = {seed}\n{body}')
         messages = outcome.messages
         lost.append(frozenset(messages.loc[messages["copies"] == 0, "seq"]))
     assert lost[0] == lost[1], "same seed, same packet sequence: same drops"
@@ -144,7 +131,7 @@ def test_same_seed_same_drops_other_seed_other_drops(tmp_path: Path) -> None:
 
 
 def test_rate_limit_queue_overflow_is_not_loss(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_body(
         tmp_path,
         'protocols = ["udp"]\n[workload]\ncount = 1000\nsize = 1000\nrate = 500\n'
         "[impairment]\nrate_bps = 2000000\nqueue_limit = 50\n",
@@ -152,7 +139,7 @@ def test_rate_limit_queue_overflow_is_not_loss(tmp_path: Path) -> None:
     books = pd.read_csv(outcome.path / "accounting.csv").set_index("direction")
     c2s = books.loc["client_to_server"]
     assert c2s["dropped_queue"] > 300 and c2s["dropped_loss"] == 0
-    udp = _row(outcome, "udp")
+    udp = summary_row(outcome, "udp")
     assert udp["lost"] == c2s["dropped_queue"]
     assert udp["goodput_bps"] < 2.1e6
     _accounting_closes(outcome)

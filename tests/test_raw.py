@@ -37,9 +37,8 @@ from lab.exchanges.raw import (
 from lab.impairment.forwarder import _corrupt, _Record
 from lab.impairment.groundtruth import IPPROTO_LAB_RAW as GROUND_TRUTH_RAW
 from lab.impairment.groundtruth import load_ground_truth
-from lab.runner import RunOutcome, run_scenario
-from lab.scenario import load_scenario
-from tests.conftest import write_scenario
+from lab.runner import RunOutcome
+from tests.conftest import run_body, summary_row
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 
@@ -281,16 +280,8 @@ def test_ground_truth_reads_lab_seq_of_raw_packets(tmp_path: Path) -> None:
 # --- real packets (root) -------------------------------------------------------------------
 
 
-def _run(tmp_path: Path, body: str, name: str = "raw") -> RunOutcome:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = write_scenario(
-        tmp_path, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml"
-    )
-    return run_scenario(load_scenario(path), path, tmp_path / "results")
-
-
-def _row(outcome: RunOutcome, protocol: str) -> pd.Series:
-    return outcome.summary.set_index("protocol").loc[protocol]
+def run_raw(tmp_path: Path, body: str, name: str = "raw") -> RunOutcome:
+    return run_body(tmp_path, body, name)
 
 
 def _raw_messages(outcome: RunOutcome) -> pd.DataFrame:
@@ -341,13 +332,13 @@ def test_clean_link_raw_delivers_everything_next_to_tcp_and_udp(
     tmp_path: Path, no_leftover_namespaces: None
 ) -> None:
     count = 2000
-    outcome = _run(
+    outcome = run_raw(
         tmp_path,
         f'protocols = ["tcp", "udp", "raw"]\n[workload]\ncount = {count}\nsize = 256\n'
         "rate = 4000\n",
     )
     for protocol in ("tcp", "udp", "raw"):
-        row = _row(outcome, protocol)
+        row = summary_row(outcome, protocol)
         assert row["delivered"] == count, protocol
         assert row["duplicates"] == 0 and row["out_of_order"] == 0
     raw = _raw_messages(outcome)
@@ -371,12 +362,12 @@ def test_clean_link_raw_delivers_everything_next_to_tcp_and_udp(
 @pytest.mark.slow
 def test_raw_random_loss_is_binomial_and_every_loss_is_an_engine_drop(tmp_path: Path) -> None:
     n, p = 6000, 0.05
-    outcome = _run(
+    outcome = run_raw(
         tmp_path,
         f'protocols = ["udp", "raw"]\nseed = 21\n[workload]\ncount = {n}\nsize = 64\n'
         "rate = 10000\n[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n",
     )
-    lost = int(_row(outcome, "raw")["lost"])
+    lost = int(summary_row(outcome, "raw")["lost"])
     half_width = 2.576 * math.sqrt(n * p * (1 - p))  # 99 % normal approximation
     assert n * p - half_width <= lost <= n * p + half_width, f"lost {lost} of {n}"
     truth = _raw_truth(outcome)
@@ -392,7 +383,7 @@ def test_raw_random_loss_is_binomial_and_every_loss_is_an_engine_drop(tmp_path: 
 @pytest.mark.requires_root
 @pytest.mark.slow
 def test_raw_checksum_catches_corruption_the_kernel_lets_through(tmp_path: Path) -> None:
-    outcome = _run(
+    outcome = run_raw(
         tmp_path,
         'protocols = ["udp", "raw"]\nseed = 4\n[workload]\ncount = 3000\nsize = 256\n'
         "rate = 3000\n[impairment]\ncorrupt = 3\n",
@@ -412,14 +403,14 @@ def test_raw_checksum_catches_corruption_the_kernel_lets_through(tmp_path: Path)
     ground_truth = _ground_truth_frame(outcome)
     explained = datagram_losses_explained(outcome.messages, ground_truth, 0, "raw")
     assert explained["explained"].all() and (explained["cause"] == "corrupted").all()
-    assert int(_row(outcome, "udp")["lost"]) > 0, "UDP's kernel checksum discards them too"
+    assert int(summary_row(outcome, "udp")["lost"]) > 0, "UDP's kernel checksum discards them too"
 
 
 @pytest.mark.requires_root
 @pytest.mark.slow
 def test_raw_echo_checks_both_directions(tmp_path: Path) -> None:
     count = 2000
-    outcome = _run(
+    outcome = run_raw(
         tmp_path,
         f'protocols = ["raw"]\nseed = 8\n[workload]\npattern = "echo"\ncount = {count}\n'
         "size = 128\nrate = 2000\n[impairment]\ncorrupt = 3\n",
