@@ -12,6 +12,7 @@ import importlib
 import math
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -198,7 +199,7 @@ def _cmd_testbed_up(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    ground_truth = STATE_DIR / f"{scenario.name}-ground-truth.npz"
+    ground_truth = STATE_DIR / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}-ground-truth.npz"
     testbed = build_persistent(
         scenario.impairment, scenario.seed, scenario.congestion_control, ground_truth
     )
@@ -231,11 +232,26 @@ def _pick_testbed(run_id: str | None) -> str:
 
 
 def _cmd_testbed_down(args: argparse.Namespace) -> int:
-    from lab.testbed import destroy
+    from lab.testbed import destroy, persistent_testbeds
 
     run_id = _pick_testbed(args.id)
+    state = next(s for s in persistent_testbeds() if s["run_id"] == run_id)
     destroy(run_id)
     _stdout.print(f"testbed {run_id} removed")
+    ground_truth = Path(str(state.get("ground_truth", "")))
+    if ground_truth.is_file():  # what the engine did while the testbed was up
+        from lab.impairment.groundtruth import accounting, load_ground_truth
+
+        books = accounting(load_ground_truth(ground_truth)[0])
+        ground_truth.unlink()
+        table = Table(title="impairment engine: packets per direction", title_justify="left")
+        columns = ["direction", "packets_in", "forwarded", "dropped_loss", "dropped_queue"]
+        columns += ["duplicated", "corrupted", "reordered"]
+        for column in columns:
+            table.add_column(column.replace("_", " "), justify="right")
+        for row in books[columns].itertuples(index=False):
+            table.add_row(*(str(value) for value in row))
+        _stdout.print(table)
     return 0
 
 

@@ -184,9 +184,7 @@ def test_concurrent_runs_do_not_touch_each_other(tmp_path: Path) -> None:
     for process in runs:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
-    run_ids = {
-        json.loads(meta.read_text())["run_id"] for meta in tmp_path.glob("r*/*/meta.json")
-    }
+    run_ids = {json.loads(meta.read_text())["run_id"] for meta in tmp_path.glob("r*/*/meta.json")}
     assert len(run_ids) == 3
     ours = {f"lab-{run_id}-{end}" for run_id in run_ids for end in "cs"}
     assert ours & lab_namespaces() == set()
@@ -214,3 +212,51 @@ def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -
     assert meta["complete"] is True and meta["kind"] == "sweep"
     for run in table["run"].unique():
         assert json.loads((outcome.path / run / "meta.json").read_text())["complete"] is True
+
+
+def test_testbed_up_exec_down(tmp_path: Path) -> None:
+    """The interactive testbed: names resolve, traffic flows through the engine, down cleans up."""
+    up = subprocess.run(
+        [*LAB, "testbed", "up", str(SCENARIOS / "quickstart.toml")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    try:
+        ping = subprocess.run(
+            [
+                *LAB,
+                "exec",
+                "--id",
+                run_id,
+                "client",
+                "--",
+                "ping",
+                "-c",
+                "5",
+                "-i",
+                "0.05",
+                "server",
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert "5 received" in ping.stdout and "198.18.0.2" in ping.stdout
+    finally:
+        down = subprocess.run(
+            [*LAB, "testbed", "down", run_id],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+    assert "client_to_server" in down.stdout, "down reports what the engine did"
+    assert {f"lab-{run_id}-c", f"lab-{run_id}-s"} & lab_namespaces() == set()
+    assert not Path(f"/etc/netns/lab-{run_id}-c").exists()

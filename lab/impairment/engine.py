@@ -75,6 +75,8 @@ def start_engine(
         pass_fds=(client_fd, server_fd),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        # a persistent engine outlives the command: it must not hold the caller's stderr open
+        stderr=None if die_with_parent else subprocess.DEVNULL,
         start_new_session=not die_with_parent,
     )
     assert process.stdout is not None
