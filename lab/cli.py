@@ -8,7 +8,9 @@ run incomplete and exit with 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import math
 import signal
 import sys
@@ -45,13 +47,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if scenario.sweep is not None:
         return _run_sweep(scenario, args)
     status = _stdout.status(f"running {scenario.name}", spinner="dots")
-    with status:
+    with status if not args.json else contextlib.nullcontext():
         outcome = run_scenario(
             scenario,
             Path(args.scenario),
             Path(args.results),
             progress=lambda text: status.update(f"{scenario.name}: {text}"),
         )
+    if args.json:  # for scripts: the results folder and the summary, nothing else on stdout
+        summary = json.loads(outcome.summary.to_json(orient="records"))
+        page = _render_report(outcome.path)
+        document = {"results": str(outcome.path), "report": page and str(page), "summary": summary}
+        print(json.dumps(document, indent=2))
+        return 0
     _print_summary(outcome.summary, title=f"{scenario.name} — {scenario.description}".strip(" —"))
     setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
     _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
@@ -113,14 +121,20 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_if_available(folder: Path, *, sweep: bool = False) -> None:
-    """Write the HTML report (or sweep page) next to the CSVs."""
+def _render_report(folder: Path, *, sweep: bool = False) -> Path | None:
+    """Write the HTML report (or sweep page) next to the CSVs; its path."""
     try:
         report = importlib.import_module("lab.report")
     except ImportError:  # the report stage is optional: the CSVs are the results
-        return
-    page = report.render_sweep(folder) if sweep else report.render_report(folder)
-    _stdout.print(f"report: [bold]{page}[/bold]")
+        return None
+    page: Path = report.render_sweep(folder) if sweep else report.render_report(folder)
+    return page
+
+
+def _render_if_available(folder: Path, *, sweep: bool = False) -> None:
+    page = _render_report(folder, sweep=sweep)
+    if page is not None:
+        _stdout.print(f"report: [bold]{page}[/bold]")
 
 
 def _print_summary(summary: object, title: str) -> None:
@@ -280,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario (root): testbed, exchanges, results")
     run.add_argument("scenario", help="scenario file (TOML), e.g. scenarios/quickstart.toml")
     run.add_argument("--results", default="results", help="results root folder (default: results)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON (no table)")
     run.set_defaults(handler=_cmd_run)
 
     validate = commands.add_parser("validate", help="check scenario files without running them")

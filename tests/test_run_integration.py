@@ -260,3 +260,23 @@ def test_testbed_up_exec_down(tmp_path: Path) -> None:
     assert "client_to_server" in down.stdout, "down reports what the engine did"
     assert {f"lab-{run_id}-c", f"lab-{run_id}-s"} & lab_namespaces() == set()
     assert not Path(f"/etc/netns/lab-{run_id}-c").exists()
+
+
+def test_run_json_prints_only_machine_readable_output(tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path, 'name = "j"\ndescription = "json"\n[workload]\ncount = 100\nrate = 2000\n'
+    )
+    done = subprocess.run(
+        [*LAB, "run", str(scenario), "--json", "--results", str(tmp_path / "r")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert Path(document["report"]).is_file()
+    assert {row["protocol"]: row["delivered"] for row in document["summary"]} == {
+        "tcp": 100,
+        "udp": 100,
+    }
