@@ -62,22 +62,26 @@ def test_quickstart_delivers_everything_in_order_fast(
     )
 
 
-def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
+def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[str], set[str], Path]:
+    """A 20-second ``lab run`` in the background, returned once its testbed is up."""
     scenario = write_scenario(
-        tmp_path,
-        'name = "long"\ndescription = "interrupted on purpose"\n'
-        "[workload]\ncount = 20000\nrate = 1000\n",
+        tmp_path, 'name = "long"\ndescription = "stopped on purpose"\n[workload]\ncount = 20000\n'
     )
     results = tmp_path / "results"
     before = lab_namespaces()
     process = subprocess.Popen(
         [*LAB, "run", str(scenario), "--results", str(results)],
         cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    return process, before, results
+
+
+def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
+    process, before, results = _start_long_run(tmp_path)
     time.sleep(1.0)  # midway through the TCP exchange
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -92,18 +96,7 @@ def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
 
 
 def test_sigterm_tears_down(tmp_path: Path) -> None:
-    scenario = write_scenario(
-        tmp_path, 'name = "long"\ndescription = "terminated"\n[workload]\ncount = 20000\n'
-    )
-    before = lab_namespaces()
-    process = subprocess.Popen(
-        [*LAB, "run", str(scenario), "--results", str(tmp_path / "r")],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    process, before, _ = _start_long_run(tmp_path)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=30)
     assert process.returncode == 130
@@ -111,19 +104,9 @@ def test_sigterm_tears_down(tmp_path: Path) -> None:
 
 
 def test_cleanup_removes_what_sigkill_left(tmp_path: Path) -> None:
-    scenario = write_scenario(
-        tmp_path, 'name = "long"\ndescription = "killed"\n[workload]\ncount = 20000\n'
-    )
-    before = lab_namespaces()
-    process = subprocess.Popen(
-        [*LAB, "run", str(scenario), "--results", str(tmp_path / "r")],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait_for(lambda: len(lab_namespaces() - before) == 2, timeout_s=10)
+    process, before, _ = _start_long_run(tmp_path)
     process.kill()
-    process.wait()
+    process.communicate()
     left = lab_namespaces() - before
     assert len(left) == 2, "SIGKILL cannot be caught: the namespaces stay"
     cleanup = subprocess.run(
