@@ -171,6 +171,20 @@ def test_rd_rfc4737_sequence() -> None:
     assert rd[0] == pytest.approx(5 / 11)
 
 
+def test_rd_published_eight_packet_example() -> None:
+    # Printed, not computed here: Table 1 ("Example of out-of-order for eight-packet
+    # sequence") of the review "Packet Reordering Metrics to Enable Performance
+    # Comparison in IP-Networks", J. Computer Networks and Communications 2020,
+    # article 8465191, which uses RFC 5236's D = RI - S. Its displacements are all
+    # within 4, so every arrival counts with DT = 4.
+    arrived = [1, 6, 7, 2, 3, 4, 5, 8]
+    printed_displacement = [0, -4, -4, 2, 2, 2, 2, 0]
+    assert metrics.reorder_displacements(arrived, threshold=4).tolist() == printed_displacement
+    # one threshold lower, 6 and 7 (|D| = 4) fall outside it and count as lost: the
+    # six arrivals left are then all on time
+    assert metrics.reorder_displacements(arrived, threshold=3).tolist() == [0] * 6
+
+
 def test_rd_loss_is_not_reordering() -> None:
     # 3 is lost: the receive index skips it, so nothing is displaced
     assert metrics.reorder_displacements([1, 2, 4, 5, 6]).tolist() == [0, 0, 0, 0, 0]

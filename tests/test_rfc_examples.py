@@ -19,8 +19,9 @@ tests/test_metrics.py):
   Delay(SrcNum) - Delay(SrcNum-1), i.e. RFC 3393 with consecutive packets.
 * RFC 5236 (Reorder Density, Reorder Buffer-occupancy Density): only the
   opening pages of the RFC could be retrieved, not its examples; the RD/RBD
-  tests in test_metrics.py remain hand-computed from the authors' published
-  algorithms.
+  tests in test_metrics.py are hand-computed from the authors' published
+  algorithms, plus one published example from outside the RFC (a 2020 review
+  article's Table 1, cited there).
 """
 
 from __future__ import annotations
