@@ -13,12 +13,14 @@ run: deps
 
 test: deps
 	$(VENV)/bin/ruff check lab tests bench
-	$(VENV)/bin/mypy lab
+	$(VENV)/bin/ruff format --check lab tests bench
+	$(VENV)/bin/mypy lab bench
 	$(VENV)/bin/pytest -q
 
 lint: deps
 	$(VENV)/bin/ruff check lab tests bench
-	$(VENV)/bin/mypy lab
+	$(VENV)/bin/ruff format --check lab tests bench
+	$(VENV)/bin/mypy lab bench
 
 deps: apt venv
 

@@ -2,12 +2,12 @@
 
     sudo .venv/bin/python bench/capture.py [--rates 5000,20000,50000,100000] [--seconds 2]
 
-Builds two namespaces ``lab-capb-c`` / ``lab-capb-s`` joined by a veth pair
-(198.18.102.1/30 - .2), sends 100-byte UDP payloads from the client namespace at each
-target rate for a few seconds, and captures the client's veth (egress, where every
-sent packet passes) with the lab's Sniffer and with tcpdump at the same time, both
-filtered to the benchmark's flow. Prints sent, captured, kernel drops and CPU per rate.
-The load is bounded (rate x seconds, at most 1 Mpps x 10 s) and the namespaces are
+Builds two namespaces ``lab-capb-c`` / ``lab-capb-s`` joined by a plain veth pair (the
+lab's veth testbed, 198.18.0.1 - .2), sends 100-byte UDP payloads from the client
+namespace at each target rate for a few seconds, and captures the client's veth (egress,
+where every sent packet passes) with the lab's Sniffer and with tcpdump at the same time,
+both filtered to the benchmark's flow. Prints sent, captured, kernel drops and CPU per
+rate. The load is bounded (rate x seconds, at most 1 Mpps x 10 s) and the namespaces are
 removed on exit, whatever happens.
 """
 
@@ -30,41 +30,18 @@ from pathlib import Path
 
 from lab.capture import Sniffer, count_records
 from lab.capture._linux import call_in_netns, setns
+from lab.testbed import LINK_INTERFACE, SERVER_ADDRESS, namespace_names, open_veth_testbed
 
-NS_C, NS_S = "lab-capb-c", "lab-capb-s"
-VETH_C, VETH_S = "lab-capb-vc", "lab-capb-vs"
-ADDR_C, ADDR_S = "198.18.102.1", "198.18.102.2"
+RUN_ID = "capb"
+NS_C, NS_S = namespace_names(RUN_ID)
+VETH_C = LINK_INTERFACE
+ADDR_S = SERVER_ADDRESS
 PORT = 9000
 PAYLOAD = 100
 BPF = f"udp and dst port {PORT}"
 MAX_RATE = 1_000_000
 MAX_SECONDS = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
-
-
-def _teardown() -> None:
-    for ns in (NS_C, NS_S):
-        _ip("netns", "del", ns, check=False)
-
-
-def _setup() -> None:
-    _teardown()
-    _ip("netns", "add", NS_C)
-    _ip("netns", "add", NS_S)
-    _ip("link", "add", VETH_C, "netns", NS_C, "type", "veth", "peer", "name", VETH_S,
-        "netns", NS_S)  # fmt: skip
-    for ns, dev, addr in ((NS_C, VETH_C, ADDR_C), (NS_S, VETH_S, ADDR_S)):
-        subprocess.run(
-            ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-            check=True,
-        )
-        _ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-        _ip("-n", ns, "link", "set", dev, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -238,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
-    try:
-        _setup()
+    with open_veth_testbed(run_id=RUN_ID):
         # A receiver that never reads: datagrams are dropped at its socket, no ICMP back.
         sink = call_in_netns(NS_S, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         with contextlib.closing(sink):
@@ -250,8 +226,6 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.keep:
                     for name in (f"lab-{rate}.pcap", f"tcpdump-{rate}.pcap"):
                         (args.out / name).unlink(missing_ok=True)
-    finally:
-        _teardown()
     _print(rows, args.seconds, max(1, args.senders))
     return 0
 

@@ -23,19 +23,17 @@ import socket
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pyroute2 import IPRoute
 
 from lab.exchanges._kernel import read_counters
 from lab.impairment.groundtruth import load_ground_truth
 from lab.scenario import parse_scenario
-from lab.testbed import _netns, open_testbed
+from lab.testbed import Testbed, _netns, open_testbed, open_veth_testbed
 
-RATES = (20_000, 50_000, 100_000, 150_000, 200_000, 300_000)
+RATES: tuple[int, ...] = (20_000, 50_000, 100_000, 150_000, 200_000, 300_000)
 STEP_S = 1.0
 SELF_LOSS_LIMIT = 0.001
 PORT = 50_999
@@ -47,6 +45,10 @@ class Link:
     client_ns: str
     server_ns: str
     server_address: str
+
+    @classmethod
+    def of(cls, testbed: Testbed) -> Link:
+        return cls(testbed.client.netns, testbed.server.netns, testbed.server.address)
 
 
 def _blast(netns: str, address: str, size: int, rate: int, seconds: float) -> None:
@@ -127,33 +129,6 @@ def max_rate(link: Link, size: int, label: str) -> float:
     return best
 
 
-@contextlib.contextmanager
-def veth_link() -> Iterator[Link]:
-    """Two namespaces joined by a plain veth pair: the link without the engine."""
-    client_ns, server_ns = "lab-benchveth-c", "lab-benchveth-s"
-    for name in (client_ns, server_ns):
-        _netns.remove(name)
-        _netns.create(name)
-    try:
-        with IPRoute() as ipr:
-            ipr.link("add", ifname="lab-bv-c", kind="veth", peer={"ifname": "lab-bv-s"})
-            for ifname, name in (("lab-bv-c", client_ns), ("lab-bv-s", server_ns)):
-                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=name)
-        for ifname, name, address in (
-            ("lab-bv-c", client_ns, "198.18.1.1"),
-            ("lab-bv-s", server_ns, "198.18.1.2"),
-        ):
-            with _netns.netlink(name) as ipr:
-                index = ipr.link_lookup(ifname=ifname)[0]
-                ipr.addr("add", index=index, address=address, prefixlen=30)
-                ipr.link("set", index=index, state="up")
-                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        yield Link(client_ns, server_ns, "198.18.1.2")
-    finally:
-        for name in (client_ns, server_ns):
-            _netns.remove(name)
-
-
 def delay_error(samples: int) -> tuple[float, float, float, float]:
     """(mean, p99) of engine lateness and of socket OWD - 20 ms, in ms, at delay 20 ms."""
     spec = parse_scenario({"name": "bench", "impairment": {"delay_ms": 20}}).impairment
@@ -175,7 +150,7 @@ def delay_error(samples: int) -> tuple[float, float, float, float]:
                 ahead = start + (seq + 1) / 1000 - time.perf_counter()
                 if ahead > 0:
                     time.sleep(ahead)
-            owd = []
+            owd: list[int] = []
             with contextlib.suppress(TimeoutError):
                 while len(owd) < samples:
                     data, ancillary, _, _ = receiver.recvmsg(64, 64)
@@ -211,12 +186,13 @@ def main() -> None:
         tempfile.TemporaryDirectory() as folder,
         open_testbed(clean, 1, "cubic", Path(folder) / "gt.npz") as testbed,
     ):
-        link = Link(testbed.client.netns, testbed.server.netns, testbed.server.address)
+        link = Link.of(testbed)
         sink = _sink(link.server_ns, link.server_address)
         for size in (100, 1400):
             results[("engine", size)] = max_rate(link, size, "engine")
         sink.close()
-    with veth_link() as link:
+    with open_veth_testbed() as testbed:
+        link = Link.of(testbed)
         sink = _sink(link.server_ns, link.server_address)
         for size in (100, 1400):
             results[("veth", size)] = max_rate(link, size, "veth")

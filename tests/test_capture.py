@@ -1,7 +1,7 @@
 """Tests of lab.capture: the pcap format, the flow tally, and (as root) real captures.
 
-The root tests build their own testbed: namespaces ``lab-capt-a`` / ``lab-capt-b``
-joined by a veth pair (198.18.100.1/30 - .2) plus a TUN device in ``lab-capt-a``
+The root tests use the lab's veth testbed (namespaces ``lab-capt-c`` / ``lab-capt-s``
+joined by a plain veth pair, 198.18.0.1 - .2) plus a TUN device in ``lab-capt-c``
 (198.18.101.1/30) whose file descriptor the test holds, so writing raw IPv4 packets to
 it injects them into that namespace. Everything is removed afterwards, even on failure.
 """
@@ -30,15 +30,23 @@ from lab.capture.flows import FlowTable, packet_key
 from lab.capture.live import PRIVILEGE_MESSAGE
 from lab.capture.pcapfile import file_header, iter_records, record_header
 from lab.errors import AnalysisError, CaptureError
+from lab.testbed import (
+    CLIENT_ADDRESS,
+    LINK_INTERFACE,
+    SERVER_ADDRESS,
+    namespace_names,
+    open_veth_testbed,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)  # the interpreter running the tests (the venv one)
 IS_ROOT = os.geteuid() == 0
 
-NS_A, NS_B = "lab-capt-a", "lab-capt-b"
-VETH_A, VETH_B = "lab-capt-va", "lab-capt-vb"
+RUN_ID = "capt"
+NS_A, NS_B = namespace_names(RUN_ID)
+VETH_A = VETH_B = LINK_INTERFACE  # the same name at both ends, one in each namespace
 TUN = "lab-capt-tun"
-ADDR_A, ADDR_B = "198.18.100.1", "198.18.100.2"
+ADDR_A, ADDR_B = CLIENT_ADDRESS, SERVER_ADDRESS
 TUN_ADDR, TUN_PEER = "198.18.101.1", "198.18.101.2"
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -59,11 +67,6 @@ IFF_NO_PI = 0x1000
 # --------------------------------------------------------------------------- helpers
 def _ip(*args: str, check: bool = True) -> None:
     subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
-
-
-def _cleanup() -> None:
-    for ns in (NS_A, NS_B):
-        _ip("netns", "del", ns, check=False)
 
 
 def _ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
@@ -115,30 +118,14 @@ def _open_tun() -> int:
 
 @pytest.fixture(scope="module")
 def testbed() -> Iterator[Testbed]:
-    _cleanup()
-    tun_fd = -1
-    try:
-        _ip("netns", "add", NS_A)
-        _ip("netns", "add", NS_B)
-        _ip("link", "add", VETH_A, "netns", NS_A, "type", "veth", "peer", "name", VETH_B,
-            "netns", NS_B)  # fmt: skip
-        for ns, dev, addr in ((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)):
-            # No IPv6: no router solicitations or MLD reports in the counts.
-            subprocess.run(
-                ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-                check=True,
-            )
-            _ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    with open_veth_testbed(run_id=RUN_ID):
         tun_fd = call_in_netns(NS_A, _open_tun)
-        _ip("-n", NS_A, "addr", "add", f"{TUN_ADDR}/30", "dev", TUN)
-        _ip("-n", NS_A, "link", "set", TUN, "up")
-        yield Testbed(tun_fd)
-    finally:
-        if tun_fd >= 0:
+        try:
+            _ip("-n", NS_A, "addr", "add", f"{TUN_ADDR}/30", "dev", TUN)
+            _ip("-n", NS_A, "link", "set", TUN, "up")
+            yield Testbed(tun_fd)
+        finally:
             os.close(tun_fd)
-        _cleanup()
 
 
 def _tcpdump_count(path: Path) -> int:
@@ -393,8 +380,8 @@ def test_kernel_drops_are_reported(testbed: Testbed, tmp_path: Path) -> None:
 def test_capture_errors(testbed: Testbed, tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match=r"^interface 'lab-capt-nope' does not exist$"):
         Sniffer("lab-capt-nope", tmp_path / "x.pcap").start()
-    with pytest.raises(CaptureError, match=r"in network namespace 'lab-capt-b'"):
-        Sniffer(VETH_A, None, netns=NS_B).start()  # exists in the other namespace only
+    with pytest.raises(CaptureError, match=rf"in network namespace '{NS_B}'"):
+        Sniffer(TUN, None, netns=NS_B).start()  # exists in the other namespace only
     with pytest.raises(CaptureError, match=r"^bad capture filter 'tcp port': .*syntax error"):
         Sniffer(VETH_A, None, netns=NS_A, bpf="tcp port").start()
     with pytest.raises(CaptureError, match=r"^network namespace 'lab-capt-none' does not"):

@@ -16,6 +16,7 @@ from lab.errors import TestbedError
 from lab.impairment.netem import netem_available
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
+from lab.testbed import _netns
 from tests.conftest import write_scenario
 
 pytestmark = pytest.mark.requires_root
@@ -47,3 +48,19 @@ def test_netem_backend_without_sch_netem_is_refused_before_anything_is_written(
     with pytest.raises(TestbedError, match="this kernel has no sch_netem"):
         run_scenario(load_scenario(path), path, tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+def test_plain_veth_testbed_is_removed_even_when_the_body_fails(
+    no_leftover_namespaces: None,
+) -> None:
+    with (
+        pytest.raises(RuntimeError, match="body failed"),
+        lab.testbed.open_veth_testbed() as testbed,
+    ):
+        names = {testbed.client.netns, testbed.server.netns}
+        assert names <= set(_netns.list_all())
+        assert testbed.backend == "veth"
+        with _netns.netlink(testbed.server.netns) as ipr:
+            assert ipr.link_lookup(ifname=lab.testbed.LINK_INTERFACE)
+        raise RuntimeError("body failed")
+    assert not names & set(_netns.list_all())

@@ -463,8 +463,10 @@ def make_sweep(folder: Path, parameter: str = "impairment.loss", **meta: Any) ->
             for protocol in ("tcp", "udp"):
                 p = value / 100
                 goodput = (
-                    min(8e6, 0.5 * mathis_bps(1448, 20, p)) if p else 8e6
-                ) if protocol == "tcp" else 8e6 * (1 - p)
+                    (min(8e6, 0.5 * mathis_bps(1448, 20, p)) if p else 8e6)
+                    if protocol == "tcp"
+                    else 8e6 * (1 - p)
+                )
                 rows.append(
                     {
                         "parameter": parameter,
@@ -472,7 +474,9 @@ def make_sweep(folder: Path, parameter: str = "impairment.loss", **meta: Any) ->
                         "repetition": repetition,
                         "protocol": protocol,
                         "sent": 1000,
-                        "delivered": 1000 if protocol == "tcp" else 1000 - int(10 * value) - repetition,
+                        "delivered": 1000
+                        if protocol == "tcp"
+                        else 1000 - int(10 * value) - repetition,
                         "loss_pct": 0.0 if protocol == "tcp" else value,
                         "out_of_order": repetition,
                         "owd_p99_ms": 10 + value * (5 if protocol == "tcp" else 0.1) + repetition,
@@ -480,7 +484,9 @@ def make_sweep(folder: Path, parameter: str = "impairment.loss", **meta: Any) ->
                         "run": run,
                         "base_rtt_ms": 20.0,
                         "mss_bytes": 1448,
-                        "tcp_retransmissions": 12 * value + repetition if protocol == "tcp" else None,
+                        "tcp_retransmissions": 12 * value + repetition
+                        if protocol == "tcp"
+                        else None,
                     }
                 )
     pd.DataFrame(rows).to_csv(folder / "sweep.csv", index=False)

@@ -173,7 +173,14 @@ def test_sweep_expands_one_parameter_times_repetitions() -> None:
         {"name": "x", "seed": 10, "sweep": {"impairment": {"loss": [0, 1, 5]}, "repeat": 2}}
     )
     cells = sweep_cells(scenario)
-    assert [(c.value, c.repetition) for c in cells] == [(0, 0), (0, 1), (1, 0), (1, 1), (5, 0), (5, 1)]
+    assert [(c.value, c.repetition) for c in cells] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (5, 0),
+        (5, 1),
+    ]
     assert [c.scenario.impairment.loss for c in cells] == [0, 0, 1, 1, 5, 5]
     assert [c.scenario.seed for c in cells] == [10, 11, 10, 11, 10, 11]
     assert all(c.scenario.sweep is None for c in cells)
@@ -183,12 +190,21 @@ def test_sweep_expands_one_parameter_times_repetitions() -> None:
 @pytest.mark.parametrize(
     ("sweep", "expected"),
     [
-        ({"impairment": {"loss": [0, 1, 200]}}, "s.toml: sweep.impairment.loss[2]: must be between 0.0 and 100.0 (got 200)"),
+        (
+            {"impairment": {"loss": [0, 1, 200]}},
+            "s.toml: sweep.impairment.loss[2]: must be between 0.0 and 100.0 (got 200)",
+        ),
         ({"impairment": {"lss": [1]}}, "s.toml: sweep.impairment.lss[0]: unknown key"),
-        ({"impairment": {"loss": [1]}, "workload": {"count": [5]}}, "s.toml: sweep: give exactly one parameter to sweep"),
+        (
+            {"impairment": {"loss": [1]}, "workload": {"count": [5]}},
+            "s.toml: sweep: give exactly one parameter to sweep",
+        ),
         ({"repeat": 3}, "s.toml: sweep: give exactly one parameter to sweep"),
         ({"impairment": {"loss": 5}}, "s.toml: sweep.impairment.loss: must be a list of values"),
-        ({"impairment": {"loss": [1]}, "repeat": 0}, "s.toml: sweep.repeat: must be between 1 and 100 (got 0)"),
+        (
+            {"impairment": {"loss": [1]}, "repeat": 0},
+            "s.toml: sweep.repeat: must be between 1 and 100 (got 0)",
+        ),
     ],
 )
 def test_sweep_rejections(sweep: dict[str, object], expected: str) -> None:

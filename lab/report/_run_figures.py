@@ -31,9 +31,7 @@ class Thinned:
     total: int
 
 
-def thin(
-    frame: pd.DataFrame, keep: pd.Series | None = None, limit: int | None = None
-) -> Thinned:
+def thin(frame: pd.DataFrame, keep: pd.Series | None = None, limit: int | None = None) -> Thinned:
     """Every k-th row above ``limit`` (default MAX_POINTS) rows, plus every row in ``keep``."""
     limit = MAX_POINTS if limit is None else limit
     total = len(frame)

@@ -51,6 +51,7 @@ __all__ = [
     "cleanup_leftovers",
     "new_run_id",
     "open_testbed",
+    "open_veth_testbed",
 ]
 
 
@@ -189,6 +190,22 @@ def _configure_namespace(host: Host) -> None:
         ipr.route("add", dst=host.peer_address, dst_len=32, oif=index, scope=253)
 
 
+def _register(run_id: str, backend: str, congestion_control: str, *, persistent: bool) -> Testbed:
+    """The testbed's hosts, and its state file written before anything exists to remove."""
+    client_ns, server_ns = namespace_names(run_id)
+    client = Host("client", client_ns, LINK_INTERFACE, CLIENT_ADDRESS, SERVER_ADDRESS)
+    server = Host("server", server_ns, LINK_INTERFACE, SERVER_ADDRESS, CLIENT_ADDRESS)
+    _write_state(
+        run_id,
+        run_id=run_id,
+        namespaces=[client_ns, server_ns],
+        owner_pid=os.getpid(),
+        persistent=persistent,
+        created=time.time(),
+    )
+    return Testbed(run_id, client, server, congestion_control, backend)
+
+
 def _build(
     *,
     run_id: str,
@@ -198,25 +215,16 @@ def _build(
     ground_truth_path: Path,
     persistent: bool,
 ) -> Testbed:
-    client_ns, server_ns = namespace_names(run_id)
-    client = Host("client", client_ns, LINK_INTERFACE, CLIENT_ADDRESS, SERVER_ADDRESS)
-    server = Host("server", server_ns, LINK_INTERFACE, SERVER_ADDRESS, CLIENT_ADDRESS)
     backend = choose_backend(impairment)
-    testbed = Testbed(run_id, client, server, congestion_control, backend)
-    _write_state(
-        run_id,
-        run_id=run_id,
-        namespaces=[client_ns, server_ns],
-        owner_pid=os.getpid(),
-        persistent=persistent,
-        created=time.time(),
-    )
+    testbed = _register(run_id, backend, congestion_control, persistent=persistent)
+    client, server = testbed.client, testbed.server
     fds: list[int] = []
     try:
         for host in (client, server):
             _netns.create(host.netns)
         if backend == "netem":
-            _link_with_netem(client, server, impairment)
+            _link_with_veth(client, server)
+            _apply_netem(client, server, impairment)
             return testbed
         for host in (client, server):
             fds.append(_tun.open_tun(host.netns, host.interface))
@@ -258,8 +266,8 @@ def choose_backend(impairment: ImpairmentSpec) -> str:
     return "netem"
 
 
-def _link_with_netem(client: Host, server: Host, impairment: ImpairmentSpec) -> None:
-    """A veth pair between the namespaces, netem on each end for its outgoing direction."""
+def _link_with_veth(client: Host, server: Host) -> None:
+    """A veth pair between the two namespaces, both ends configured like the TUN link."""
     with _netns.netlink(client.netns) as ipr:
         ipr.link("add", ifname=client.interface, kind="veth", peer={"ifname": "lab0-peer"})
         peer = ipr.link_lookup(ifname="lab0-peer")[0]
@@ -273,11 +281,16 @@ def _link_with_netem(client: Host, server: Host, impairment: ImpairmentSpec) -> 
             os.close(target)
     with _netns.netlink(server.netns) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lab0-peer")[0], ifname=server.interface)
+    for host in (client, server):
+        _configure_namespace(host)
+
+
+def _apply_netem(client: Host, server: Host, impairment: ImpairmentSpec) -> None:
+    """netem on each end of the veth link, for the direction leaving that end."""
     for host, direction in (
         (client, Direction.CLIENT_TO_SERVER),
         (server, Direction.SERVER_TO_CLIENT),
     ):
-        _configure_namespace(host)
         for argv in netem_commands(host.interface, impairment.for_direction(direction)):
             done = subprocess.run(
                 ["ip", "netns", "exec", host.netns, *argv],
@@ -361,6 +374,29 @@ def open_testbed(
     )
     testbed.setup_s = time.perf_counter() - started
     try:
+        yield testbed
+    finally:
+        testbed.close()
+
+
+@contextlib.contextmanager
+def open_veth_testbed(
+    congestion_control: str = "cubic", *, run_id: str | None = None
+) -> Iterator[Testbed]:
+    """A testbed whose link is a plain veth pair: no engine, no impairment.
+
+    The unimpaired reference that benchmarks and capture tests measure the engine
+    and the sniffer against. Same hosts, addresses and clean-up as any testbed
+    (state file, ``lab cleanup`` after a kill), so nothing is left behind.
+    """
+    _require_root()
+    started = time.perf_counter()
+    testbed = _register(run_id or new_run_id(), "veth", congestion_control, persistent=False)
+    try:
+        for host in (testbed.client, testbed.server):
+            _netns.create(host.netns)
+        _link_with_veth(testbed.client, testbed.server)
+        testbed.setup_s = time.perf_counter() - started
         yield testbed
     finally:
         testbed.close()
