@@ -65,7 +65,11 @@ class RunFolder:
     def create(cls, root: Path, scenario_name: str, scenario_file: Path, seed: int) -> RunFolder:
         """Make the folder, copy the scenario in and write an incomplete meta.json."""
         started = time.time()
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            message = f"{root}: cannot create the results folder: {error.strerror}"
+            raise ResultsError(message) from None
         base = f"{scenario_name}-{_utc_stamp(started)}"
         path = root / base
         suffix = 1
@@ -76,7 +80,14 @@ class RunFolder:
             except FileExistsError:
                 suffix += 1
                 path = root / f"{base}-{suffix}"
-        shutil.copyfile(scenario_file, path / "scenario.toml")
+            except OSError as error:
+                message = f"{path}: cannot create the run folder: {error.strerror}"
+                raise ResultsError(message) from None
+        try:
+            shutil.copyfile(scenario_file, path / "scenario.toml")
+        except OSError as error:
+            shutil.rmtree(path, ignore_errors=True)  # nothing half-made is left behind
+            raise ResultsError(f"{path}: cannot copy the scenario in: {error.strerror}") from None
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "lab_version": __version__,
@@ -136,8 +147,12 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise ResultsError(f"{path}: not a results folder (no meta.json)") from None
     except (OSError, ValueError) as error:
         raise ResultsError(f"{meta_path}: unreadable: {error}") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{meta_path}: not a JSON object")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsError(f"{meta_path}: format_version: must be a whole number >= 1")
+    if version > FORMAT_VERSION:
         raise ResultsError(
             f"{meta_path}: format_version {version} is newer than this lab understands "
             f"({FORMAT_VERSION}); upgrade protolab"

@@ -27,7 +27,7 @@ from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
 from lab.results import RunFolder
 from lab.scenario import Scenario, SweepCell, sweep_cells
-from lab.testbed import choose_backend, open_testbed
+from lab.testbed import choose_backend, open_testbed, require_root
 
 Progress = Callable[[str], None]
 
@@ -126,7 +126,9 @@ def run_scenario(
     folder_name: str | None = None,
 ) -> RunOutcome:
     """Run every protocol of ``scenario``; the results folder is complete only on success."""
-    choose_backend(scenario.impairment)  # an unusable backend fails before anything is written
+    # no root or an unusable backend: fail before anything is written
+    require_root()
+    choose_backend(scenario.impairment)
     folder = RunFolder.create(
         results_root, folder_name or scenario.name, scenario_file, scenario.seed
     )
@@ -226,6 +228,9 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every cell of the sweep; ``sweep.csv`` has one row per cell x protocol x repetition."""
     cells = sweep_cells(scenario, scenario_file)
+    require_root()
+    for cell in cells:
+        choose_backend(cell.scenario.impairment)
     aggregate = RunFolder.create(
         results_root, f"{scenario.name}-sweep", scenario_file, scenario.seed
     )

@@ -16,7 +16,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from lab.errors import ScenarioError
 from lab.impairment.spec import ImpairmentSpec
@@ -52,17 +60,17 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-Port = Annotated[int, Field(ge=0, le=65535)]
+Port = Annotated[int, Strict(), Field(ge=0, le=65535)]
 
 
 class Workload(_Frozen):
     """What each protocol sends: the same for all, so the runs pair up."""
 
     pattern: Pattern = Pattern.STREAM
-    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
-    size: Annotated[int, Field(ge=MESSAGE_HEADER_SIZE, le=MAX_MESSAGE_SIZE)] = 256
-    rate: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
-    interval_ms: Annotated[float, Field(gt=0, le=60_000)] | None = None
+    count: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = 1000
+    size: Annotated[int, Strict(), Field(ge=MESSAGE_HEADER_SIZE, le=MAX_MESSAGE_SIZE)] = 256
+    rate: Annotated[float, Strict(), Field(gt=0, le=1_000_000)] | None = None
+    interval_ms: Annotated[float, Strict(), Field(gt=0, le=60_000)] | None = None
 
     @model_validator(mode="after")
     def _one_pace(self) -> Workload:
@@ -90,7 +98,7 @@ class Ports(_Frozen):
 
     tcp: Port = 50000
     udp: Port = 50001
-    allow_privileged: bool = False
+    allow_privileged: StrictBool = False
 
     @model_validator(mode="after")
     def _check(self) -> Ports:
@@ -109,9 +117,9 @@ class Ports(_Frozen):
 class Timeouts(_Frozen):
     """Bounds that keep every run finite."""
 
-    connect_s: Annotated[float, Field(gt=0, le=60)] = 5.0
-    drain_s: Annotated[float, Field(gt=0, le=600)] = 3.0
-    run_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    connect_s: Annotated[float, Strict(), Field(gt=0, le=60)] = 5.0
+    drain_s: Annotated[float, Strict(), Field(gt=0, le=600)] = 3.0
+    run_s: Annotated[float, Strict(), Field(gt=0, le=3600)] = 120.0
 
 
 SweepValue = float | int | str | bool
@@ -126,7 +134,7 @@ class Sweep(_Frozen):
 
     parameter: str
     values: Annotated[list[SweepValue], Field(min_length=1, max_length=100)]
-    repeat: Annotated[int, Field(ge=1, le=100)] = 1
+    repeat: Annotated[int, Strict(), Field(ge=1, le=100)] = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -144,10 +152,23 @@ class Sweep(_Frozen):
         ((name, values),) = found
         if not isinstance(values, list):
             raise ValueError(f"@{name}@ must be a list of values")
+        for index, value in enumerate(values):
+            if not isinstance(value, int | float | str):  # bool is an int
+                raise ValueError(f"@{name}[{index}]@ must be a number, a string or a boolean")
+            if any(_same_value(value, earlier) for earlier in values[:index]):
+                raise ValueError(
+                    f"@{name}[{index}]@ {value!r} is already in the list "
+                    "(use sweep.repeat for repetitions)"
+                )
         out: dict[str, Any] = {"parameter": name, "values": values}
         if "repeat" in data:
             out["repeat"] = data["repeat"]
         return out
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Equal and of the same kind: 1 and 1.0 are the same value, 1 and true are not."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 def _leaves(table: dict[str, Any], prefix: str = "") -> Any:
@@ -165,7 +186,7 @@ class Scenario(_Frozen):
         str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     ]
     description: str = ""
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 1
+    seed: Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)] = 1
     protocols: Annotated[list[Protocol], Field(min_length=1)] = [Protocol.TCP, Protocol.UDP]
     congestion_control: Literal["cubic", "reno", "bbr"] = "cubic"
     workload: Workload = Workload()
@@ -207,40 +228,61 @@ def _error_from_validation(path: Path, error: ValidationError) -> ScenarioError:
 
 
 _BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+_TYPE_ERRORS = {
+    "float_type": "a number",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+}
 
 
 def _plain(message: str, error: Any) -> str:
     """Reword pydantic's messages the way the README documents them."""
     context = error.get("ctx") or {}
     if error["type"] in _BOUND_ERRORS:
-        low, high = _field_bounds(error["loc"])
+        (low, low_inclusive), (high, high_inclusive) = _field_bounds(error["loc"])
         if low is not None and high is not None:
-            return f"must be between {low} and {high} (got {error['input']!r})"
+            if low_inclusive and high_inclusive:
+                return f"must be between {low} and {high} (got {error['input']!r})"
+            above = f">= {low}" if low_inclusive else f"> {low}"
+            below = f"<= {high}" if high_inclusive else f"< {high}"
+            return f"must be {above} and {below} (got {error['input']!r})"
+    if error["type"] in _TYPE_ERRORS:
+        return f"must be {_TYPE_ERRORS[error['type']]} (got {error['input']!r})"
     if error["type"] == "literal_error" and "expected" in context:
         return f"must be one of {context['expected']}"
     return message
 
 
-def _field_bounds(location: tuple[Any, ...]) -> tuple[Any, Any]:
+Bound = tuple[Any, bool]  # (limit, inclusive)
+
+
+def _field_bounds(location: tuple[Any, ...]) -> tuple[Bound, Bound]:
     """The (lower, upper) bounds declared on the field at ``location``, if any."""
     model: Any = Scenario
     info = None
+    unknown: tuple[Bound, Bound] = ((None, True), (None, True))
     for part in location:
         fields = getattr(model, "model_fields", None)
         if not isinstance(part, str) or fields is None or part not in fields:
-            return None, None
+            return unknown
         info = fields[part]
         model = _model_in(info.annotation)
     if info is None:
-        return None, None
+        return unknown
     constraints = list(info.metadata)
     for member in getattr(info.annotation, "__args__", ()):
         for extra in getattr(member, "__metadata__", ()):
             constraints.extend(getattr(extra, "metadata", [extra]))
-    low = high = None
+    low: Bound = (None, True)
+    high: Bound = (None, True)
     for constraint in constraints:
-        low = getattr(constraint, "ge", getattr(constraint, "gt", low))
-        high = getattr(constraint, "le", getattr(constraint, "lt", high))
+        for name, inclusive in (("ge", True), ("gt", False)):
+            if getattr(constraint, name, None) is not None:
+                low = (getattr(constraint, name), inclusive)
+        for name, inclusive in (("le", True), ("lt", False)):
+            if getattr(constraint, name, None) is not None:
+                high = (getattr(constraint, name), inclusive)
     return low, high
 
 
@@ -302,7 +344,8 @@ def sweep_cells(scenario: Scenario, path: Path | str = "<scenario>") -> list[Swe
             message = getattr(error, "message", str(error))
             raise ScenarioError(path, f"sweep.{sweep.parameter}[{index}]", message) from None
         for repetition in range(sweep.repeat):
-            seeded = cell.model_copy(update={"seed": scenario.seed + repetition})
+            # a swept seed is the cell's own; repetitions count up from it
+            seeded = cell.model_copy(update={"seed": cell.seed + repetition})
             cells.append(SweepCell(sweep.parameter, value, repetition, seeded))
     return cells
 

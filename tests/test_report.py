@@ -544,6 +544,21 @@ def test_sweep_of_another_parameter_has_no_model(tmp_path: Path) -> None:
     assert "Against impairment.reorder" in html
 
 
+def test_sweep_of_text_values(tmp_path: Path) -> None:
+    # e.g. [sweep] congestion_control = ["cubic", "reno", "bbr"]: categories, in run order
+    folder = make_sweep(tmp_path / "cc", parameter="congestion_control")
+    tidy = pd.read_csv(folder / "sweep.csv")
+    tidy = tidy.loc[tidy["value"] < 5].copy()
+    tidy["value"] = tidy["value"].map({0.0: "cubic", 1.0: "reno", 2.0: "bbr"})
+    tidy.to_csv(folder / "sweep.csv", index=False)
+    html = render_sweep(folder).read_text()
+    assert "congestion_control = cubic, reno, bbr" in html
+    assert "Against congestion_control" in html and "Mathis" not in html
+    (info,), problems = list_runs(tmp_path)
+    assert problems == []
+    assert info.summary == "congestion_control = cubic, reno, bbr (9 runs)"
+
+
 def test_sweep_refuses_bad_input(tmp_path: Path) -> None:
     folder = make_sweep(tmp_path / "s", complete=False, incomplete_reason="interrupted")
     with pytest.raises(ResultsError, match="incomplete"):

@@ -75,7 +75,7 @@ def test_models_are_frozen() -> None:
         ),
         (
             {"name": "x", "workload": {"rate": 0}},
-            "s.toml: workload.rate: must be between 0 and 1000000 (got 0)",
+            "s.toml: workload.rate: must be > 0 and <= 1000000 (got 0)",
         ),
         ({"workload": {}}, "s.toml: name: required"),
         ({"name": "bad name!"}, "s.toml: name: String should match pattern"),
@@ -117,6 +117,25 @@ def test_models_are_frozen() -> None:
         (
             {"name": "x", "impairment": {"server_to_client": {"lost": 3}}},
             "s.toml: impairment.server_to_client.lost: unknown key",
+        ),
+        # wrong types are errors, not silently converted (a TOML integer is a number)
+        ({"name": "x", "impairment": {"loss": True}}, "s.toml: impairment.loss: must be a number"),
+        (
+            {"name": "x", "impairment": {"delay_ms": "10"}},
+            "s.toml: impairment.delay_ms: must be a number (got '10')",
+        ),
+        (
+            {"name": "x", "ports": {"allow_privileged": "yes"}},
+            "s.toml: ports.allow_privileged: must be true or false (got 'yes')",
+        ),
+        ({"name": "x", "ports": {"tcp": True}}, "s.toml: ports.tcp: must be a whole number"),
+        (
+            {"name": "x", "workload": {"count": 10.5}},
+            "s.toml: workload.count: must be a whole number (got 10.5)",
+        ),
+        (
+            {"name": "x", "timeouts": {"connect_s": 0}},
+            "s.toml: timeouts.connect_s: must be > 0 and <= 60 (got 0)",
         ),
     ],
 )
@@ -187,6 +206,13 @@ def test_sweep_expands_one_parameter_times_repetitions() -> None:
     assert cells[3].label == "loss=1-r1"
 
 
+def test_a_swept_seed_is_the_cells_own() -> None:
+    from lab.scenario import sweep_cells
+
+    scenario = parse_scenario({"name": "x", "seed": 1, "sweep": {"seed": [10, 20], "repeat": 2}})
+    assert [c.scenario.seed for c in sweep_cells(scenario)] == [10, 11, 20, 21]
+
+
 @pytest.mark.parametrize(
     ("sweep", "expected"),
     [
@@ -204,6 +230,18 @@ def test_sweep_expands_one_parameter_times_repetitions() -> None:
         (
             {"impairment": {"loss": [1]}, "repeat": 0},
             "s.toml: sweep.repeat: must be between 1 and 100 (got 0)",
+        ),
+        (
+            {"protocols": [["tcp"], ["udp"]]},
+            "s.toml: sweep.protocols[0]: must be a number, a string or a boolean",
+        ),
+        (
+            {"impairment": {"loss": [1, 2, 1.0]}},
+            "s.toml: sweep.impairment.loss[2]: 1.0 is already in the list (use sweep.repeat",
+        ),
+        (
+            {"impairment": {"keep_order": [True, 1]}},
+            "s.toml: sweep.impairment.keep_order[1]: must be true or false (got 1)",
         ),
     ],
 )

@@ -12,10 +12,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, model_validator
 
-Percent = Annotated[float, Field(ge=0.0, le=100.0)]
-NonNegativeMs = Annotated[float, Field(ge=0.0, le=60_000.0)]
+# Strict: a scenario's `loss = true` or `delay_ms = "10"` is an error, not 1 % or 10 ms
+# (a TOML integer still counts as a number).
+Percent = Annotated[float, Strict(), Field(ge=0.0, le=100.0)]
+NonNegativeMs = Annotated[float, Strict(), Field(ge=0.0, le=60_000.0)]
+Count = Annotated[int, Strict(), Field(ge=0)]
 
 
 class Direction(StrEnum):
@@ -63,19 +66,19 @@ class _LinkFields(_Frozen):
     jitter_ms: NonNegativeMs | None = None
     distribution: Distribution | None = None
     delay_correlation: Percent | None = None
-    keep_order: bool | None = None
+    keep_order: StrictBool | None = None
     loss: Percent | None = None
     loss_correlation: Percent | None = None
     gemodel: GilbertElliott | None = None
     reorder: Percent | None = None
     reorder_correlation: Percent | None = None
-    reorder_gap: Annotated[int, Field(ge=0)] | None = None
+    reorder_gap: Count | None = None
     duplicate: Percent | None = None
     duplicate_correlation: Percent | None = None
     corrupt: Percent | None = None
     corrupt_correlation: Percent | None = None
-    rate_bps: Annotated[int, Field(ge=0)] | None = None
-    queue_limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    rate_bps: Count | None = None
+    queue_limit: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] | None = None
 
 
 class DirectionOverride(_LinkFields):

@@ -118,3 +118,28 @@ def as_bool(series: pd.Series) -> pd.Series:
 def as_float(series: pd.Series) -> pd.Series:
     """Numbers with empty cells as NaN, whatever dtype pandas guessed."""
     return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def sweep_values(series: pd.Series) -> pd.Series:
+    """A sweep's values: numbers when every value is one, else text (cubic, bbr, True).
+
+    Numbers sort and plot on a numeric axis; text keeps the order the sweep ran in.
+    """
+    present = series.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        return pd.to_numeric(series, errors="coerce").astype(float)
+    return series.astype("string").astype(object)
+
+
+def format_value(value: object) -> str:
+    """A sweep value for titles and tables: 5 not 5.0, text as written."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def distinct_values(series: pd.Series) -> list[object]:
+    """The distinct sweep values, sorted when numeric, in run order when text."""
+    values = list(pd.unique(series.dropna()))
+    if all(isinstance(v, float) for v in values):
+        return sorted(values, key=lambda v: float(str(v)))
+    return values

@@ -10,7 +10,13 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import ResultsError
-from lab.report._data import read_scenario, read_table
+from lab.report._data import (
+    distinct_values,
+    format_value,
+    read_scenario,
+    read_table,
+    sweep_values,
+)
 from lab.results import read_meta
 
 
@@ -70,9 +76,9 @@ def run_info(folder: Path) -> RunInfo:
         if "protocol" in sweep:
             protocols = [str(p) for p in pd.unique(sweep["protocol"])]
         if {"parameter", "value"} <= set(sweep.columns) and not sweep.empty:
-            values = sorted(pd.to_numeric(sweep["value"], errors="coerce").dropna().unique())
+            values = distinct_values(sweep_values(sweep["value"]))
             line = (
-                f"{sweep['parameter'].iloc[0]} = {', '.join(f'{v:g}' for v in values)}"
+                f"{sweep['parameter'].iloc[0]} = {', '.join(format_value(v) for v in values)}"
                 f" ({sweep[['value', 'repetition']].drop_duplicates().shape[0]} runs)"
                 if "repetition" in sweep
                 else f"{sweep['parameter'].iloc[0]}: {len(values)} values"

@@ -17,7 +17,14 @@ import plotly.graph_objects as go
 
 from lab.errors import ResultsError
 from lab.report import _html as h
-from lab.report._data import as_float, check_complete, read_table
+from lab.report._data import (
+    as_float,
+    check_complete,
+    distinct_values,
+    format_value,
+    read_table,
+    sweep_values,
+)
 from lab.results import read_meta
 
 SWEEP_PAGE = "sweep.html"
@@ -73,7 +80,7 @@ def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
         raise ResultsError(f"{path}: no rows")
     tidy["protocol"] = tidy["protocol"].astype(str)
     tidy["parameter"] = tidy["parameter"].astype(str)
-    tidy["value"] = as_float(tidy["value"])
+    tidy["value"] = sweep_values(tidy["value"])
     sent, delivered = as_float(tidy["sent"]), as_float(tidy["delivered"])
     tidy["delivery_ratio"] = delivered / sent.where(sent > 0)
     if "out_of_order" in tidy:
@@ -89,7 +96,8 @@ def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
 def mean_ci(tidy: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (protocol, value): n, mean and the half-width of the 95 % CI (NaN for n = 1)."""
     rows = []
-    for (protocol, value), group in tidy.groupby(["protocol", "value"], sort=True):
+    numeric = pd.api.types.is_float_dtype(tidy["value"])  # text values keep their run order
+    for (protocol, value), group in tidy.groupby(["protocol", "value"], sort=numeric):
         values = group[column].dropna()
         n = len(values)
         mean = float(values.mean()) if n else math.nan
@@ -352,11 +360,11 @@ def render_sweep(folder: Path, *, allow_incomplete: bool = False) -> Path:
         for index, parameter in enumerate(parameters)
     ]
     name = str(meta.get("scenario") or folder.name)
-    values = sorted(tidy["value"].dropna().unique())
+    values = distinct_values(tidy["value"])
     repeats = int(tidy.groupby(["parameter", "value"])["repetition"].nunique().max())
     protocols = " vs ".join(str(p).upper() for p in pd.unique(tidy["protocol"]))
     subtitle = (
-        f"{protocols} · {', '.join(parameters)} = {', '.join(f'{v:g}' for v in values)} · "
+        f"{protocols} · {', '.join(parameters)} = {', '.join(format_value(v) for v in values)} · "
         f"up to {repeats} repetition(s) · {folder.name}"
     )
     banner = ""

@@ -52,6 +52,7 @@ __all__ = [
     "new_run_id",
     "open_testbed",
     "open_veth_testbed",
+    "require_root",
 ]
 
 
@@ -134,7 +135,8 @@ def namespace_names(run_id: str) -> tuple[str, str]:
     return f"{_netns.PREFIX}{run_id}-c", f"{_netns.PREFIX}{run_id}-s"
 
 
-def _require_root() -> None:
+def require_root() -> None:
+    """Refuse early, before anything is written: namespaces need root."""
     if os.geteuid() != 0:
         raise PrivilegeError(
             "building a testbed needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"
@@ -362,7 +364,7 @@ def open_testbed(
     run_id: str | None = None,
 ) -> Iterator[Testbed]:
     """Build a testbed for the body and always tear it down (error, SIGINT, SIGTERM)."""
-    _require_root()
+    require_root()
     started = time.perf_counter()
     testbed = _build(
         run_id=run_id or new_run_id(),
@@ -389,7 +391,7 @@ def open_veth_testbed(
     and the sniffer against. Same hosts, addresses and clean-up as any testbed
     (state file, ``lab cleanup`` after a kill), so nothing is left behind.
     """
-    _require_root()
+    require_root()
     started = time.perf_counter()
     testbed = _register(run_id or new_run_id(), "veth", congestion_control, persistent=False)
     try:
@@ -406,7 +408,7 @@ def build_persistent(
     impairment: ImpairmentSpec, seed: int, congestion_control: str, ground_truth_path: Path
 ) -> Testbed:
     """A testbed that outlives the command (``lab testbed up``)."""
-    _require_root()
+    require_root()
     testbed = _build(
         run_id=new_run_id(),
         impairment=impairment,
@@ -422,7 +424,7 @@ def build_persistent(
 
 def destroy(run_id: str) -> None:
     """Remove a testbed by id (``lab testbed down``)."""
-    _require_root()
+    require_root()
     _destroy(run_id)
 
 
@@ -474,7 +476,7 @@ def cleanup_leftovers() -> list[str]:
     Only names matching ``lab-<id>-c|s`` are touched. A live ``lab run`` keeps its
     testbed; persistent testbeds (``lab testbed up``) are removed too, as asked.
     """
-    _require_root()
+    require_root()
     removed: list[str] = []
     run_ids = {str(s["run_id"]) for s in read_states() if _owner_gone(s)}
     live_owned = {str(s["run_id"]) for s in read_states()} - run_ids
