@@ -87,6 +87,13 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
+    if args.json:  # for scripts: no progress bar, the folder, the page and the table
+        outcome = run_sweep(scenario, Path(args.scenario), Path(args.results))
+        page = _render_report(outcome.path, sweep=True)
+        table = json.loads(outcome.table.to_json(orient="records"))
+        document = {"results": str(outcome.path), "report": page and str(page), "table": table}
+        print(json.dumps(document, indent=2))
+        return 0
     with Progress(*columns, console=_stdout, transient=False) as bar:
         task = bar.add_task(scenario.name, total=None)
 

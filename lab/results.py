@@ -62,8 +62,20 @@ class RunFolder:
     meta: dict[str, Any]
 
     @classmethod
-    def create(cls, root: Path, scenario_name: str, scenario_file: Path, seed: int) -> RunFolder:
-        """Make the folder, copy the scenario in and write an incomplete meta.json."""
+    def create(
+        cls,
+        root: Path,
+        scenario_name: str,
+        scenario_file: Path,
+        seed: int,
+        *,
+        scenario_text: str | None = None,
+    ) -> RunFolder:
+        """Make the folder, copy the scenario in and write an incomplete meta.json.
+
+        ``scenario_text`` replaces the copy where the file is not what ran (a sweep
+        cell runs its own resolved scenario).
+        """
         started = time.time()
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +96,10 @@ class RunFolder:
                 message = f"{path}: cannot create the run folder: {error.strerror}"
                 raise ResultsError(message) from None
         try:
-            shutil.copyfile(scenario_file, path / "scenario.toml")
+            if scenario_text is None:
+                shutil.copyfile(scenario_file, path / "scenario.toml")
+            else:
+                (path / "scenario.toml").write_text(scenario_text, encoding="utf-8")
         except OSError as error:
             shutil.rmtree(path, ignore_errors=True)  # nothing half-made is left behind
             raise ResultsError(f"{path}: cannot copy the scenario in: {error.strerror}") from None

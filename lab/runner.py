@@ -124,15 +124,22 @@ def run_scenario(
     progress: Progress = _quiet,
     *,
     folder_name: str | None = None,
+    scenario_text: str | None = None,
+    meta: dict[str, object] | None = None,
 ) -> RunOutcome:
     """Run every protocol of ``scenario``; the results folder is complete only on success."""
     # no root or an unusable backend: fail before anything is written
     require_root()
     choose_backend(scenario.impairment)
     folder = RunFolder.create(
-        results_root, folder_name or scenario.name, scenario_file, scenario.seed
+        results_root,
+        folder_name or scenario.name,
+        scenario_file,
+        scenario.seed,
+        scenario_text=scenario_text,
     )
     folder.meta["scenario"] = scenario.name
+    folder.meta.update(meta or {})
     progress(f"results: {folder.path}")
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
@@ -253,6 +260,14 @@ def run_sweep(
                 aggregate.path / "runs",
                 progress,
                 folder_name=f"{scenario.name}-{cell.label}",
+                scenario_text=cell.to_toml(scenario_file),
+                meta={
+                    "sweep_cell": {
+                        "parameter": cell.parameter,
+                        "value": cell.value,
+                        "repetition": cell.repetition,
+                    }
+                },
             )
             exchanges = exchanges_table(outcome.exchanges).set_index("protocol")
             retransmissions = exchanges.get("client.Tcp.RetransSegs")

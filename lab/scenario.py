@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomli_w
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -316,6 +317,15 @@ class SweepCell:
         """Folder-safe name, e.g. ``loss=5-r2``."""
         short = self.parameter.rsplit(".", 1)[-1]
         return f"{short}={self.value}-r{self.repetition}"
+
+    def to_toml(self, sweep_file: Path | str) -> str:
+        """This cell as a scenario file of its own: ``lab run`` on it repeats the cell."""
+        data = self.scenario.model_dump(mode="json", exclude={"sweep"}, exclude_none=True)
+        return (
+            f"# Cell {self.label} of the sweep in {sweep_file}:\n"
+            f"# {self.parameter} = {self.value!r}, repetition {self.repetition}, "
+            f"seed {self.scenario.seed}.\n\n{tomli_w.dumps(data)}"
+        )
 
 
 def _with_value(base: dict[str, Any], dotted: str, value: SweepValue) -> dict[str, Any]:

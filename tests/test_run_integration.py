@@ -174,15 +174,24 @@ def test_concurrent_runs_do_not_touch_each_other(tmp_path: Path) -> None:
 
 
 def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -> None:
-    from lab.runner import run_sweep
-
     path = write_scenario(
         tmp_path,
         'name = "sw"\ndescription = "tiny sweep"\n[workload]\ncount = 200\nrate = 4000\n'
         "[impairment]\ndelay_ms = 2\n[sweep]\nimpairment.loss = [0, 20]\nrepeat = 2\n",
     )
-    outcome = run_sweep(load_scenario(path), path, tmp_path / "results")
-    table = outcome.table
+    done = subprocess.run(
+        [*LAB, "run", str(path), "--results", str(tmp_path / "results"), "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)  # --json: nothing but the document on stdout
+    folder = Path(document["results"])
+    assert document["report"] == str(folder / "sweep.html")
+    table = pd.DataFrame(document["table"])
     assert len(table) == 2 * 2 * 2  # values x repetitions x protocols
     assert set(table["value"]) == {0, 20}
     udp = table[table["protocol"] == "udp"].groupby("value")["loss_pct"].mean()
@@ -191,10 +200,15 @@ def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -
     assert (tcp["loss_pct"] == 0).all()
     assert (tcp.loc[tcp["value"] == 20, "tcp_retransmissions"] > 0).all()
     assert (table["base_rtt_ms"] == 4.0).all()
-    meta = json.loads((outcome.path / "meta.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text())
     assert meta["complete"] is True and meta["kind"] == "sweep"
     for run in table["run"].unique():
-        assert json.loads((outcome.path / run / "meta.json").read_text())["complete"] is True
+        cell_meta = json.loads((folder / run / "meta.json").read_text())
+        assert cell_meta["complete"] is True
+        # each cell keeps the scenario it ran: the swept value and its own seed
+        cell = load_scenario(folder / run / "scenario.toml")
+        assert cell.sweep is None and cell.impairment.loss == cell_meta["sweep_cell"]["value"]
+        assert cell.seed == 1 + cell_meta["sweep_cell"]["repetition"] == cell_meta["seed"]
 
 
 def test_testbed_up_exec_down(tmp_path: Path) -> None:

@@ -213,6 +213,17 @@ def test_a_swept_seed_is_the_cells_own() -> None:
     assert [c.scenario.seed for c in sweep_cells(scenario)] == [10, 11, 20, 21]
 
 
+def test_a_sweep_cell_is_a_scenario_file_of_its_own(tmp_path: Path) -> None:
+    from lab.scenario import load_scenario, sweep_cells
+
+    sweep = load_scenario(SCENARIOS / "loss-sweep.toml")
+    cell = sweep_cells(sweep)[-1]
+    path = tmp_path / "cell.toml"
+    path.write_text(cell.to_toml("scenarios/loss-sweep.toml"))
+    assert load_scenario(path) == cell.scenario  # lab run on it repeats the cell
+    assert path.read_text().startswith(f"# Cell {cell.label} of the sweep in scenarios/")
+
+
 @pytest.mark.parametrize(
     ("sweep", "expected"),
     [
