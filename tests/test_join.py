@@ -3,6 +3,7 @@ UDP loss and late TCP message gets a cause and evidence, or is flagged unexplain
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.test_wire import (
     CP,
     SERVER,
     SP,
+    STORY,
     T0,
     Seg,
     ack,
@@ -58,6 +60,23 @@ def test_late_tcp_messages_are_tied_to_the_engine_drop(tmp_path: Path) -> None:
     assert "arrived at the server 16.6 ms after it" in own
     assert "waited 13.1 ms in the receiver" in late.loc[2, "evidence"]  # 40.1 - 27
     assert late.loc[2, "delay_ms"] == pytest.approx(18.1)
+
+
+def test_a_server_capture_without_data_claims_nothing(tmp_path: Path) -> None:
+    """The server's capture kept only the handshake (stopped early, ring full): no
+    crash, and no claim either; the late messages are flagged, not explained."""
+    story = [
+        s if not s.from_client or s.size == 0 else dataclasses.replace(s, t_server=None)
+        for s in STORY
+    ]
+    client, server = story_captures(tmp_path, story=story)
+    messages = story_messages()
+    analysis = analyze_tcp(client, server, messages, CP, SP)
+    truth = story_ground_truth(story=story)
+    late = join.explain_tcp_delays(messages, truth, analysis, CP, SP, late_ns=10 * 1_000_000)
+    assert late["seq"].tolist() == [1, 2, 3, 4, 5]
+    assert (late["cause"] == "unexplained").all() and not late["explained"].any()
+    assert late["evidence"].str.contains("not in the server's capture").all()
 
 
 def test_default_late_threshold_keeps_blocked_messages(tmp_path: Path) -> None:
@@ -198,6 +217,87 @@ def test_nothing_lost_gives_an_empty_table(tmp_path: Path) -> None:
     messages["copies"] = 1
     table = join.explain_udp_losses(messages, truth, UCP, USP)
     assert table.empty and list(table.columns) == list(join.EXPLAINED_COLUMNS)
+
+
+def test_a_message_sent_as_fragments_shares_the_fate_of_a_lost_fragment(tmp_path: Path) -> None:
+    """3000-byte datagrams cross a 1500-byte link as three IP fragments; only the
+    first carries the ports and the message seq, yet losing the second loses the
+    message. The engine's record (its own writer) labels every fragment."""
+    from scapy.layers.inet import fragment
+
+    from lab.analysis.impairment import impairment_by_protocol
+    from lab.impairment.forwarder import HEADER_BYTES, _Record
+    from lab.impairment.groundtruth import load_ground_truth
+
+    record = _Record()
+    for seq in range(3):
+        payload = seq.to_bytes(4, "big") + (3000).to_bytes(4, "big") + bytes(2992)
+        datagram = IP(src=CLIENT, dst=SERVER, id=200 + seq) / UDP(sport=UCP, dport=USP)
+        for k, piece in enumerate(fragment(datagram / Raw(payload), fragsize=1480)):
+            dropped = (seq, k) == (1, 1)
+            t_in = ns(seq + 0.1 * k)
+            record.direction.append(0)
+            record.t_in.append(t_in)
+            record.t_out.append(-1 if dropped else t_in + 1000)
+            record.scheduled.append(t_in)
+            record.dup_t_out.append(-1)
+            record.size.append(len(piece))
+            record.fate.append(1 if dropped else 0)
+            record.flags.append(0)
+            record.headers.append(bytes(piece)[:HEADER_BYTES])  # what the engine keeps
+    record.save(tmp_path / "gt.npz", {"directions": {"client_to_server": 0, "server_to_client": 1}})
+    truth, _ = load_ground_truth(tmp_path / "gt.npz")
+    assert truth["lab_seq"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert truth["frag_offset"].tolist()[:3] == [0, 1480, 2960]
+    assert truth["more_fragments"].tolist()[:3] == [True, True, False]
+    assert (truth["dst_port"] == USP).all()
+    messages = pd.DataFrame(
+        {
+            "protocol": "udp",
+            "seq": [0, 1, 2],
+            "size": 3000,
+            "t_send_ns": pd.array([ns(k) for k in range(3)], dtype="Int64"),
+            "copies": [1, 0, 1],
+        }
+    )
+    (lost,) = join.explain_udp_losses(messages, truth, UCP, USP).itertuples()
+    assert (lost.seq, lost.cause, lost.explained) == (1, "dropped-loss", True)
+    exchanges = pd.DataFrame({"protocol": ["udp"], "server_port": [USP]})
+    counts = impairment_by_protocol(truth, exchanges).set_index("direction")
+    assert counts.loc["client_to_server", "packets"] == 9
+    assert counts.loc["client_to_server", "dropped_loss"] == 1
+
+
+def test_raw_losses_are_explained_like_udp() -> None:
+    """RAW (IP protocol 253) has no ports: its datagrams are the client's protocol-253
+    packets, told apart from the echo by direction."""
+    messages = pd.DataFrame(
+        {
+            "protocol": "raw",
+            "seq": [0, 1, 2],
+            "size": 64,
+            "t_send_ns": pd.array([ns(k) for k in range(3)], dtype="Int64"),
+            "copies": [1, 0, 0],
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "direction": ["client_to_server"] * 3 + ["server_to_client"],
+            "t_in_ns": [ns(k + 0.5) for k in range(3)] + [ns(3)],
+            "t_out_ns": [ns(1), -1, ns(3), ns(4)],
+            "fate": ["forwarded", "dropped-queue", "forwarded", "dropped-loss"],
+            "corrupted": [False, False, False, False],
+            "ip_proto": 253,
+            "ip_id": [0, 1, 2, 3],
+            "src_port": pd.array([None] * 4, dtype="Int64"),
+            "dst_port": pd.array([None] * 4, dtype="Int64"),
+            "lab_seq": [0, 1, 2, 2],
+        }
+    )
+    table = join.explain_udp_losses(messages, truth, 0, 0, protocol="raw").set_index("seq")
+    # seq 2 was forwarded to the server (the drop of its echo is the other direction)
+    assert table["cause"].to_dict() == {1: "dropped-queue", 2: "receiver-kernel"}
+    assert (table["protocol"] == "raw").all()
 
 
 def test_summary_counts_explained_and_causes() -> None:

@@ -373,3 +373,17 @@ def test_accepts_series_lists_and_arrays_alike() -> None:
 def test_missing_sequence_numbers_are_rejected() -> None:
     with pytest.raises(ValueError, match="missing"):
         metrics.reordered(pd.Series([0, None, 2], dtype="Int64"))
+
+
+def test_missing_values_are_not_losses_whatever_the_container() -> None:
+    # a Series, an array and a list agree: NaN / <NA> mean "missing", never "lost"
+    assert metrics.loss_ratio(pd.Series([0.0, np.nan])) == 0.0
+    assert metrics.loss_ratio(np.array([0.0, np.nan])) == 0.0
+    assert metrics.loss_ratio([False, pd.NA]) == 0.0
+    assert metrics.loss_periods(np.array([0.0, np.nan, np.nan, 0.0])).lengths.size == 0
+    assert metrics.loss_ratio(np.array([1, 0, 2, 0])) == 0.5
+
+
+def test_n_reordering_ratio_needs_n_of_at_least_one() -> None:
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        metrics.n_reordering_ratio([1, 2, 3], 0)

@@ -552,3 +552,27 @@ def test_udp_only_capture_has_no_tcp(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "u.pcap", [(T0, pkt)])
     with pytest.raises(AnalysisError):
         analyze_tcp(path, path, story_messages(), CP, SP)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**40), st.integers(-(2**50), 2**50)), min_size=1, max_size=30
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 2**40), st.integers(-(2**50), 2**50)), min_size=1, max_size=30
+    ),
+)
+def test_joint_keys_order_like_the_pairs_whatever_their_size(
+    a: list[tuple[int, int]], b: list[tuple[int, int]]
+) -> None:
+    # lab analyze numbers every flow of a capture: group ids and offsets may be large,
+    # and the keys of two arrays searched in each other must compare like the pairs
+    def arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([g for g, _ in pairs], np.int64), np.array([v for _, v in pairs], np.int64)
+
+    a_key, b_key = _tcp._joint_keys(arrays(a), arrays(b))
+    pairs, keys = a + b, [*a_key.tolist(), *b_key.tolist()]
+    for i in range(len(pairs)):
+        for j in range(len(pairs)):
+            assert (pairs[i] < pairs[j]) == (keys[i] < keys[j])

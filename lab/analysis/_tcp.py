@@ -24,9 +24,6 @@ Mask = npt.NDArray[np.bool_]
 
 _WRAP = 1 << 32
 _HALF = 1 << 31
-#: Composite keys ``group * _SPAN + value`` stay ordered while |value| < _SPAN / 2
-#: (16 TiB of sequence space per direction: any real connection).
-_SPAN = 1 << 45
 _INF = np.iinfo(np.int64).max
 
 #: tshark's out-of-order window when no handshake RTT is known (ns).
@@ -48,10 +45,19 @@ def _col(frame: pd.DataFrame, name: str, fill: int = 0) -> I64:
     return frame[name].to_numpy(dtype=np.int64, na_value=fill)
 
 
-def _gkey(group: I64, value: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> I64:
-    """Order-preserving composite key: sorts by group, then by value."""
-    clipped = np.clip(np.asarray(value, dtype=np.int64), -(_SPAN >> 1), (_SPAN >> 1) - 1)
-    return group.astype(np.int64) * _SPAN + clipped
+def _joint_keys(*pairs: tuple[I64, npt.NDArray[np.int64] | npt.NDArray[np.float64]]) -> list[I64]:
+    """Order-preserving (group, value) keys for arrays that are searched in each other.
+
+    Dense ranks of the groups and of the values over all the arrays together, so
+    the key never overflows, however large the flow ids (``lab analyze`` numbers
+    every flow of a capture) or the sequence offsets.
+    """
+    sizes = [len(group) for group, _ in pairs]
+    _, group_rank = np.unique(np.concatenate([g for g, _ in pairs]), return_inverse=True)
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in pairs])
+    distinct, value_rank = np.unique(values, return_inverse=True)
+    keys = group_rank.reshape(-1).astype(np.int64) * (distinct.size + 1) + value_rank.reshape(-1)
+    return list(np.split(keys, np.cumsum(sizes)[:-1]))
 
 
 def initial_sequence_numbers(seg: pd.DataFrame) -> pd.Series:
@@ -358,9 +364,9 @@ def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
     a_best = pd.Series(ack[has]).groupby(a_g).cummax().to_numpy(dtype=np.float64)
     order = np.lexsort((a_pos, a_g))
     a_g, a_pos, a_ts, a_best = a_g[order], a_pos[order], a_ts[order], a_best[order]
-    a_key = _gkey(a_g, a_best)
     q_g = g[data] ^ 1
-    idx = np.searchsorted(a_key, _gkey(q_g, end[data]), side="left")
+    a_key, q_key = _joint_keys((a_g, a_best), (q_g, end[data]))
+    idx = np.searchsorted(a_key, q_key, side="left")
     found = idx < a_key.size
     found[found] &= a_g[idx[found]] == q_g[found]
     found[found] &= a_pos[idx[found]] > pos[data][found]
@@ -374,7 +380,8 @@ def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
     r_order = np.lexsort((r_s, r_g))
     r_g, r_s, r_e = r_g[r_order], r_s[r_order], r_e[r_order]
     r_reach = pd.Series(r_e).groupby(r_g).cummax().to_numpy(dtype=np.int64)
-    last = np.searchsorted(_gkey(r_g, r_s), _gkey(g[d_rows], end[d_rows]), side="left") - 1
+    r_key, d_key = _joint_keys((r_g, r_s), (g[d_rows], end[d_rows]))
+    last = np.searchsorted(r_key, d_key, side="left") - 1
     overlap = last >= 0
     overlap[overlap] &= r_g[last[overlap]] == g[d_rows][overlap]
     overlap[overlap] &= r_reach[last[overlap]] > seq[d_rows][overlap]
@@ -382,10 +389,10 @@ def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
     # and those whose ACK waited for a retransmission sent after them
     rp_g, rp_pos = g[retx], pos[retx]  # capture order: already sorted within g
     rp_order = np.lexsort((rp_pos, rp_g))
-    rp_key = _gkey(rp_g[rp_order], rp_pos[rp_order])
-    between = np.searchsorted(rp_key, _gkey(g[d_rows], ack_pos)) - np.searchsorted(
-        rp_key, _gkey(g[d_rows], pos[d_rows])
+    rp_key, acked_key, sent_key = _joint_keys(
+        (rp_g[rp_order], rp_pos[rp_order]), (g[d_rows], ack_pos), (g[d_rows], pos[d_rows])
     )
+    between = np.searchsorted(rp_key, acked_key) - np.searchsorted(rp_key, sent_key)
     keep = ~overlap & (between == 0) & (rtt >= 0)
     rows = d_rows[keep]
     return pd.DataFrame(

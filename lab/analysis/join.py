@@ -9,6 +9,8 @@ out as ``unexplained`` instead of being blamed on the impairment.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ ENGINE_CAUSES = ("dropped-loss", "dropped-queue", "corrupted")
 #: median + LATE_MARGIN_NS), or when it was head-of-line blocked.
 LATE_FACTOR = 2.0
 LATE_MARGIN_NS = 1_000_000
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_LAB_RAW = 6, 17, 253
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -79,8 +81,14 @@ def explain_udp_losses(
     *,
     client_packets: pd.DataFrame | None = None,
     server_packets: pd.DataFrame | None = None,
+    protocol: str = "udp",
+    client_address: str | None = None,
 ) -> pd.DataFrame:
-    """Every UDP message that never reached the server application, with its cause.
+    """Every UDP (or, with ``protocol="raw"``, RAW) message that never reached the
+    server application, with its cause.
+
+    RAW has no ports: its datagrams are told apart by IP protocol 253, direction
+    (engine) and source address (captures, when ``client_address`` is given).
 
     The engine's row for the datagram (matched by the message seq the payload
     carries) gives the cause: ``dropped-loss`` / ``dropped-queue``, or ``corrupted``
@@ -90,20 +98,28 @@ def explain_udp_losses(
     and captured at the server but not delivered (its socket buffer: see the
     ``server.Udp.RcvbufErrors`` counter in exchanges.csv).
     """
-    udp = messages.loc[messages["protocol"] == "udp"]
-    lost = udp.loc[udp["copies"].astype("Int64").fillna(0) == 0, ["seq", "t_send_ns"]]
+    datagrams = messages.loc[messages["protocol"] == protocol]
+    lost = datagrams.loc[datagrams["copies"].astype("Int64").fillna(0) == 0, ["seq", "t_send_ns"]]
     if lost.empty:
         return _empty()
     lost = lost.astype({"seq": "int64", "t_send_ns": "Int64"}).reset_index(drop=True)
     gt = ground_truth
-    to_server = gt.loc[
-        (gt["ip_proto"] == IPPROTO_UDP)
-        & (gt["src_port"] == client_port).fillna(False)
-        & (gt["dst_port"] == server_port).fillna(False)
-        & gt["lab_seq"].notna()
-    ]
+    if protocol == "raw":
+        mine = (gt["ip_proto"] == IPPROTO_LAB_RAW) & (gt["direction"] == "client_to_server")
+    else:
+        mine = (
+            (gt["ip_proto"] == IPPROTO_UDP)
+            & (gt["src_port"] == client_port).fillna(False)
+            & (gt["dst_port"] == server_port).fillna(False)
+        )
+    to_server = gt.loc[mine & gt["lab_seq"].notna()]
+    # a message sent as IP fragments shares its fate with the worst-treated fragment
+    harmed = (to_server["fate"].astype("string") != "forwarded") | to_server["corrupted"].astype(
+        bool
+    )
     engine = (
-        to_server.sort_values("t_in_ns", kind="stable")
+        to_server.assign(_harmed=harmed)
+        .sort_values(["_harmed", "t_in_ns"], ascending=[False, True], kind="stable")
         .drop_duplicates("lab_seq")
         .astype({"lab_seq": "int64"})
         .set_index("lab_seq")
@@ -112,8 +128,9 @@ def explain_udp_losses(
     fate = engine["fate"].astype("string").reindex(seqs).to_numpy()
     corrupted = engine["corrupted"].astype("boolean").reindex(seqs).fillna(False).to_numpy()
     t_in = pd.Series(engine["t_in_ns"].astype("Int64").reindex(seqs).to_numpy(), dtype="Int64")
-    seen_client = _udp_seen(client_packets, client_port, server_port, seqs)
-    seen_server = _udp_seen(server_packets, client_port, server_port, seqs)
+    flow = (protocol, client_port, server_port, client_address)
+    seen_client = _seen_in_capture(client_packets, flow, seqs)
+    seen_server = _seen_in_capture(server_packets, flow, seqs)
 
     cause = pd.Series(fate, dtype="string")
     cause = cause.where(~((cause == "forwarded") & corrupted), "corrupted")
@@ -146,7 +163,7 @@ def explain_udp_losses(
     evidence = evidence.where(at_engine.to_numpy(), never + pd.Series(where, dtype="string"))
     return pd.DataFrame(
         {
-            "protocol": "udp",
+            "protocol": protocol,
             "seq": seqs.to_numpy(),
             "kind": "lost",
             "cause": cause.to_numpy(),
@@ -158,17 +175,25 @@ def explain_udp_losses(
     )
 
 
-def _udp_seen(
-    packets: pd.DataFrame | None, client_port: int, server_port: int, seqs: pd.Series
+def _seen_in_capture(
+    packets: pd.DataFrame | None,
+    flow: tuple[str, int, int, str | None],
+    seqs: pd.Series,
 ) -> Mask:
     """Whether a capture holds a client -> server datagram carrying each seq."""
     if packets is None:
         return np.zeros(len(seqs), dtype=np.bool_)
-    mine = (
-        (packets["proto"] == IPPROTO_UDP)
-        & (packets["sport"] == client_port).fillna(False)
-        & (packets["dport"] == server_port).fillna(False)
-    )
+    protocol, client_port, server_port, client_address = flow
+    if protocol == "raw":
+        mine = packets["proto"] == IPPROTO_LAB_RAW
+        if client_address is not None:
+            mine &= (packets["src"] == int(ipaddress.IPv4Address(client_address))).fillna(False)
+    else:
+        mine = (
+            (packets["proto"] == IPPROTO_UDP)
+            & (packets["sport"] == client_port).fillna(False)
+            & (packets["dport"] == server_port).fillna(False)
+        )
     carried = packets.loc[mine, "lab_seq"].dropna().astype("int64")
     return seqs.isin(carried).to_numpy(dtype=np.bool_)
 
@@ -328,6 +353,10 @@ def explain_tcp_delays(
     cause[is_path & own["found"]] = own["cause"][is_path & own["found"]]
     cause[is_hol & overtaken] = "reordering"
     cause[is_hol & wait["found"]] = wait["cause"][is_hol & wait["found"]]
+    # no last byte in the server's capture (it stopped early, or dropped packets):
+    # the delay cannot be split into its legs, so nothing is claimed
+    uncaptured = h["t_last_byte_ns"].isna().to_numpy(dtype=np.bool_)
+    cause[uncaptured] = "unexplained"
     explained = (cause != "unexplained").to_numpy(dtype=np.bool_)
 
     evidence = pd.Series("", index=h.index, dtype="string")
@@ -365,6 +394,10 @@ def explain_tcp_delays(
     }
     for name, text in fixed.items():
         evidence = evidence.where(cause != name, text)
+    evidence[uncaptured] = (
+        "its last byte is not in the server's capture (capture stopped early or dropped "
+        "packets): the delay cannot be split into sender, path and receiver"
+    )
     also = wait["found"] & waited_np & ~is_hol
     evidence[also] = evidence[also] + "; also waited for earlier bytes: " + wait["text"][also]
     delay = pd.Series(owd[late], dtype="Float64")
@@ -442,7 +475,10 @@ def _loss_evidence(
     carrier = _first_carrier(server, points)
     key = ["ip_id", "seq", "len"]
     sent = client[[*key, "ts_ns", "retransmission", "fast_retransmission"]].drop_duplicates(key)
-    brought = server[key].iloc[np.maximum(carrier, 0)].reset_index(drop=True)
+    if server.empty:  # the server capture holds no data segment (stopped early, ring full)
+        brought = pd.DataFrame({k: pd.array([pd.NA] * n, dtype="Int64") for k in key})
+    else:
+        brought = server[key].iloc[np.maximum(carrier, 0)].reset_index(drop=True)
     origin = brought.merge(sent, on=key, how="left")
     resent = origin["retransmission"].astype("boolean").fillna(False).to_numpy() & (carrier >= 0)
     kind = np.where(
@@ -532,6 +568,22 @@ def explain_summary(explained: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
+def _port(value: object) -> int:
+    """A port from exchanges.csv; RAW has none (empty cell): 0."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return 0 if pd.isna(number) else int(number)
+
+
+def _client_address(folder: Path) -> str | None:
+    """The client's IPv4 address from meta.json, if it is there and readable."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        address = meta["client"]["address"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(address) if isinstance(address, str) else None
+
+
 def explain_run(
     folder: Path,
     *,
@@ -539,9 +591,9 @@ def explain_run(
     tcp: TcpWireAnalysis | None = None,
     late_ns: float | None = None,
 ) -> pd.DataFrame:
-    """The ``explained`` table of a results folder: UDP losses and late TCP messages.
+    """The ``explained`` table of a results folder: UDP and RAW losses, late TCP messages.
 
-    Reads messages.csv, exchanges.csv, impairment.csv and the UDP captures (when
+    Reads messages.csv, exchanges.csv, impairment.csv and the UDP/RAW captures (when
     present); ``tcp`` is the run's :func:`~lab.analysis.wire.analyze_tcp` result
     (late TCP messages are skipped without it). A run without impairment.csv (no
     ground truth) raises AnalysisError.
@@ -552,14 +604,17 @@ def explain_run(
     if not truth_path.exists():
         raise AnalysisError(f"{truth_path}: no ground truth in this results folder")
     ground_truth = read_table(truth_path)
+    client_address = _client_address(folder)
     parts = [_empty()]
     for _, row in exchanges.iterrows():
         protocol = str(row["protocol"])
-        ports = int(row["client_port"]), int(row["server_port"])
-        if protocol == "udp":
+        ports = _port(row.get("client_port")), _port(row.get("server_port"))
+        if protocol in ("udp", "raw"):
             captured = [
                 read_pcap(p).packets if p.exists() else None
-                for p in (folder / "capture" / f"udp-{s}.pcap" for s in ("client", "server"))
+                for p in (
+                    folder / "capture" / f"{protocol}-{side}.pcap" for side in ("client", "server")
+                )
             ]
             parts.append(
                 explain_udp_losses(
@@ -568,6 +623,8 @@ def explain_run(
                     *ports,
                     client_packets=captured[0],
                     server_packets=captured[1],
+                    protocol=protocol,
+                    client_address=client_address,
                 )
             )
         elif protocol == "tcp" and tcp is not None:

@@ -42,6 +42,8 @@ GROUND_TRUTH_COLUMNS = (
     "tcp_flags",
     "payload_len",
     "lab_seq",
+    "frag_offset",
+    "more_fragments",
 )
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -94,7 +96,12 @@ def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     ihl = (headers[:, 0] & 0x0F).astype(np.int64) * 4 if len(headers) else np.zeros(0, np.int64)
     proto = headers[:, 9].astype(np.int64) if len(headers) else np.zeros(0, np.int64)
     total = _be(headers, np.full(len(headers), 2), 2)
-    is_tcp, is_udp, is_raw = proto == IPPROTO_TCP, proto == IPPROTO_UDP, proto == IPPROTO_LAB_RAW
+    fragment_field = _be(headers, np.full(len(headers), 6), 2)
+    frag_offset = (fragment_field & 0x1FFF) * 8
+    later_fragment = frag_offset > 0  # no transport header: ports and seq come from the first
+    is_tcp = (proto == IPPROTO_TCP) & ~later_fragment
+    is_udp = (proto == IPPROTO_UDP) & ~later_fragment
+    is_raw = (proto == IPPROTO_LAB_RAW) & ~later_fragment
     has_ports = is_tcp | is_udp
     tcp_header = (_be(headers, ihl + 12, 1) >> 4) * 4
     l4_len = np.where(is_tcp, tcp_header, np.where(is_udp, 8, 0))
@@ -111,9 +118,32 @@ def load_ground_truth(path: Path) -> tuple[pd.DataFrame, dict[str, object]]:
     fits = payload_offset + 4 <= headers.shape[1]
     has_lab_seq = (is_udp | is_raw) & (payload_len >= 16) & fits
     frame["lab_seq"] = _where(_be(headers, payload_offset, 4), has_lab_seq)
+    frame["frag_offset"] = frag_offset
+    frame["more_fragments"] = (fragment_field & 0x2000) > 0
+    _label_later_fragments(frame)
     t_in, t_out = frame["t_in_ns"].to_numpy(), frame["t_out_ns"].to_numpy()
     frame["held_ns"] = _where(t_out - t_in, t_out >= 0)
     return frame[list(GROUND_TRUTH_COLUMNS)], meta
+
+
+def _label_later_fragments(frame: pd.DataFrame) -> None:
+    """Give every fragment of a datagram the ports and lab seq of its first fragment.
+
+    A UDP or RAW message larger than the link MTU crosses as IP fragments, and
+    only the first carries the transport header; the engine may drop any of them,
+    and losing one loses the message. Fragments of one datagram share direction,
+    protocol and IP id, and arrive together, after their first fragment.
+    """
+    fragment = (frame["frag_offset"] > 0) | frame["more_fragments"]
+    if not fragment.any():
+        return
+    columns = ["src_port", "dst_port", "lab_seq"]
+    keys = ["direction", "ip_proto", "ip_id"]
+    parts = frame.loc[fragment, keys + columns]
+    filled = parts.groupby(keys, observed=True, sort=False)[columns].ffill()
+    later = fragment & (frame["frag_offset"] > 0)
+    for column in columns:
+        frame.loc[later, column] = filled.loc[later[fragment].to_numpy(), column]
 
 
 def accounting(ground_truth: pd.DataFrame) -> pd.DataFrame:

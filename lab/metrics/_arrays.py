@@ -41,7 +41,12 @@ def as_bool(values: ArrayIn) -> BoolArray:
     """1-D bool array of ``values``; missing values count as False."""
     if isinstance(values, pd.Series | pd.Index):
         return np.asarray(values.to_numpy(dtype=np.bool_, na_value=False), dtype=np.bool_)
-    return np.asarray(values, dtype=np.bool_).ravel()
+    array = np.asarray(values)
+    if array.dtype == np.bool_:
+        return array.ravel()
+    # NaN, None and pd.NA are missing (False), as for a Series; bool(nan) would be True
+    numbers = as_float(values)
+    return np.asarray(np.nan_to_num(numbers, nan=0.0) != 0, dtype=np.bool_)
 
 
 def _int_with_mask(values: ArrayIn) -> tuple[IntArray, BoolArray] | None:

@@ -79,6 +79,8 @@ def n_reordering(arrivals: ArrayIn) -> IntArray:
 
 def n_reordering_ratio(arrivals: ArrayIn, n: int) -> float:
     """Fraction of arrivals that are n-reordered (RFC 4737 §5); NaN if none."""
+    if n < 1:
+        raise ValueError("n must be >= 1 (RFC 4737 §5: n-reordering counts from 1)")
     counts = n_reordering(arrivals)
     return float((counts >= n).mean()) if counts.size else float("nan")
 
