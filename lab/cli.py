@@ -255,7 +255,9 @@ def _pick_testbed(run_id: str | None) -> str:
 def _cmd_testbed_down(args: argparse.Namespace) -> int:
     from lab.testbed import destroy, persistent_testbeds
 
-    run_id = _pick_testbed(args.id)
+    if args.id and args.id_option and args.id != args.id_option:
+        raise LabError(f"two testbed ids given: {args.id} and {args.id_option}")
+    run_id = _pick_testbed(args.id or args.id_option)
     state = next(s for s in persistent_testbeds() if s["run_id"] == run_id)
     destroy(run_id)
     _stdout.print(f"testbed {run_id} removed")
@@ -281,10 +283,17 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
     from lab.testbed import exec_argv
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = list(args.command)
+    run_id = args.id
+    # `lab exec client --id ab12 -- ping ...`: the id is ours, not the command's
+    if command[:1] == ["--id"] and len(command) >= 2 and run_id is None:
+        run_id, command = command[1], command[2:]
+    elif command[:1] and command[0].startswith("--id="):
+        run_id, command = command[0].removeprefix("--id="), command[1:]
+    command = command[1:] if command[:1] == ["--"] else command
     if not command:
         raise LabError("give a command after --, e.g. lab exec client -- ping -c 3 server")
-    argv = exec_argv(_pick_testbed(args.id), args.host, command)
+    argv = exec_argv(_pick_testbed(run_id), args.host, command)
     os.execvp(argv[0], argv)
     return 0  # not reached
 
@@ -308,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("scenarios", nargs="+", help="scenario files")
     validate.set_defaults(handler=_cmd_validate)
 
-    cleanup = commands.add_parser("cleanup", help="remove testbeds left by killed runs (root)")
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="remove testbeds left by killed runs, and those of `lab testbed up` (root)",
+    )
     cleanup.set_defaults(handler=_cmd_cleanup)
 
     testbed = commands.add_parser("testbed", help="keep an impaired testbed up for your own tools")
@@ -318,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=_cmd_testbed_up)
     down = testbed_commands.add_parser("down", help="remove a testbed started with `up`")
     down.add_argument("id", nargs="?", help="testbed id (optional when only one is up)")
+    down.add_argument("--id", dest="id_option", metavar="ID", help="the same, as an option")
     down.set_defaults(handler=_cmd_testbed_down)
 
     run_in = commands.add_parser(
@@ -363,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KeyboardInterrupt:
-        _stderr.print("lab: interrupted; testbed torn down, run marked incomplete", markup=False)
+        after = "; testbed torn down, run marked incomplete" if args.command == "run" else ""
+        _stderr.print(f"lab: interrupted{after}", markup=False)
         return EXIT_INTERRUPTED
     except LabError as error:
         if args.debug:
