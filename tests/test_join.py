@@ -219,6 +219,19 @@ def test_nothing_lost_gives_an_empty_table(tmp_path: Path) -> None:
     assert table.empty and list(table.columns) == list(join.EXPLAINED_COLUMNS)
 
 
+def three_messages(protocol: str, size: int, copies: list[int]) -> pd.DataFrame:
+    """messages.csv rows for seq 0, 1, 2 sent 1 ms apart."""
+    return pd.DataFrame(
+        {
+            "protocol": protocol,
+            "seq": [0, 1, 2],
+            "size": size,
+            "t_send_ns": pd.array([ns(k) for k in range(3)], dtype="Int64"),
+            "copies": copies,
+        }
+    )
+
+
 def test_a_message_sent_as_fragments_shares_the_fate_of_a_lost_fragment(tmp_path: Path) -> None:
     """3000-byte datagrams cross a 1500-byte link as three IP fragments; only the
     first carries the ports and the message seq, yet losing the second loses the
@@ -251,15 +264,7 @@ def test_a_message_sent_as_fragments_shares_the_fate_of_a_lost_fragment(tmp_path
     assert truth["frag_offset"].tolist()[:3] == [0, 1480, 2960]
     assert truth["more_fragments"].tolist()[:3] == [True, True, False]
     assert (truth["dst_port"] == USP).all()
-    messages = pd.DataFrame(
-        {
-            "protocol": "udp",
-            "seq": [0, 1, 2],
-            "size": 3000,
-            "t_send_ns": pd.array([ns(k) for k in range(3)], dtype="Int64"),
-            "copies": [1, 0, 1],
-        }
-    )
+    messages = three_messages("udp", 3000, copies=[1, 0, 1])
     (lost,) = join.explain_udp_losses(messages, truth, UCP, USP).itertuples()
     assert (lost.seq, lost.cause, lost.explained) == (1, "dropped-loss", True)
     exchanges = pd.DataFrame({"protocol": ["udp"], "server_port": [USP]})
@@ -271,15 +276,7 @@ def test_a_message_sent_as_fragments_shares_the_fate_of_a_lost_fragment(tmp_path
 def test_raw_losses_are_explained_like_udp() -> None:
     """RAW (IP protocol 253) has no ports: its datagrams are the client's protocol-253
     packets, told apart from the echo by direction."""
-    messages = pd.DataFrame(
-        {
-            "protocol": "raw",
-            "seq": [0, 1, 2],
-            "size": 64,
-            "t_send_ns": pd.array([ns(k) for k in range(3)], dtype="Int64"),
-            "copies": [1, 0, 0],
-        }
-    )
+    messages = three_messages("raw", 64, copies=[1, 0, 0])
     truth = pd.DataFrame(
         {
             "direction": ["client_to_server"] * 3 + ["server_to_client"],
