@@ -143,3 +143,23 @@ def test_rate_limit_queue_overflow_is_not_loss(tmp_path: Path) -> None:
     assert udp["lost"] == c2s["dropped_queue"]
     assert udp["goodput_bps"] < 2.1e6
     _accounting_closes(outcome)
+
+
+def test_same_seed_same_udp_losses_whatever_tcp_did(tmp_path: Path) -> None:
+    """Random decisions are per flow: TCP's packets never shift UDP's fate."""
+    body = (
+        "seed = 7\n[workload]\ncount = 600\nsize = 256\nrate = 1000\n"
+        "[impairment]\ndelay_ms = 5\nloss = 8\n"
+    )
+
+    def udp_lost(name: str, protocols: str) -> set[int]:
+        outcome = run_body(tmp_path / name, f"protocols = {protocols}\n{body}")
+        udp = outcome.messages.loc[outcome.messages["protocol"] == "udp"]
+        return set(udp.loc[udp["copies"] == 0, "seq"].astype(int))
+
+    first = udp_lost("a", '["tcp", "udp"]')
+    again = udp_lost("b", '["tcp", "udp"]')
+    alone = udp_lost("c", '["udp"]')
+    assert 20 <= len(first) <= 80, f"8 % of 600 expected, lost {len(first)}"
+    assert first == again, f"same seed, different losses: {sorted(first ^ again)}"
+    assert first == alone, f"TCP before UDP changed UDP's losses: {sorted(first ^ alone)}"

@@ -23,6 +23,7 @@ from lab.impairment.model import (
     DirectionModel,
     Verdict,
     correlate,
+    flow_key,
     netem_table,
 )
 from lab.impairment.spec import Direction, Distribution, GilbertElliott, LinkImpairment
@@ -479,3 +480,73 @@ def test_invariants_hold_for_any_parameters(
         if params.keep_order or params.rate_bps:
             assert v.send_at_ns >= last_send
         last_send = max(last_send, v.send_at_ns)
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def _udp_packet(src_port: int, dst_port: int, *, fragment_offset: int = 0) -> bytes:
+    """A minimal IPv4/UDP packet (only what flow_key reads is meaningful)."""
+    header = bytearray(20)
+    header[0] = 0x45
+    header[6], header[7] = (fragment_offset >> 8) & 0x1F, fragment_offset & 0xFF
+    header[9] = 17
+    return bytes(header) + src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big") + bytes(4)
+
+
+def test_flow_key_names_the_server_port_in_both_directions() -> None:
+    to_server = flow_key(_udp_packet(50123, 50001), to_server=True)
+    from_server = flow_key(_udp_packet(50001, 50123), to_server=False)
+    assert to_server == from_server == (17 << 16 | 50001)
+    other_client_port = flow_key(_udp_packet(61000, 50001), to_server=True)
+    assert other_client_port == to_server, "the client's ephemeral port does not name the flow"
+
+
+def test_flow_key_of_portless_packets() -> None:
+    raw = bytearray(_udp_packet(1, 2))
+    raw[9] = 253
+    assert flow_key(bytes(raw), to_server=True) == 253 << 16
+    later_fragment = _udp_packet(50123, 50001, fragment_offset=185)
+    assert flow_key(later_fragment, to_server=True) == 17 << 16
+    assert flow_key(b"\x60" + bytes(39), to_server=True) == 0, "IPv6 is flow 0"
+    assert flow_key(b"\x45", to_server=True) == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        LinkImpairment(loss=20),
+        LinkImpairment(loss=20, loss_correlation=50),
+        LinkImpairment(gemodel=GilbertElliott(p=5, r=30)),
+        LinkImpairment(delay_ms=5, jitter_ms=2, duplicate=10, corrupt=10),
+        LinkImpairment(delay_ms=5, reorder=25, reorder_gap=3),
+    ],
+    ids=["loss", "correlated", "gemodel", "jitter-dup-corrupt", "reorder-gap"],
+)
+def test_a_flows_decisions_do_not_depend_on_other_flows(params: LinkImpairment) -> None:
+    """UDP alone vs UDP after and interleaved with TCP: the same verdicts for UDP."""
+    udp, tcp = 17 << 16 | 50001, 6 << 16 | 50000
+
+    def signature(verdicts: list[model.Verdict], times: list[int]) -> list[tuple[int, ...]]:
+        return [
+            (v.fate, v.send_at_ns - t, v.duplicate_at_ns >= 0, v.corrupt_bit, v.reordered)
+            for v, t in zip(verdicts, times, strict=True)
+        ]
+
+    times = [T0 + i * MS for i in range(3000)]
+    alone = DirectionModel(params, 7, C2S)
+    udp_alone = signature([alone.decide(t, 200, udp) for t in times], times)
+
+    mixed = DirectionModel(params, 7, C2S)
+    for i in range(1234):  # TCP first uses up draws of its own streams only
+        mixed.decide(T0 - 10_000 * MS + i * MS, 200, tcp)
+    udp_mixed = []
+    for i, t in enumerate(times):
+        udp_mixed.append(mixed.decide(t, 200, udp))
+        if i % 3 == 0:
+            mixed.decide(t, 200, tcp)
+    assert signature(udp_mixed, times) == udp_alone
+
+    tcp_model = DirectionModel(params, 7, C2S)
+    tcp_alone = signature([tcp_model.decide(t, 200, tcp) for t in times], times)
+    assert tcp_alone != udp_alone, "different flows draw from different streams"

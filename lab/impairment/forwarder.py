@@ -9,6 +9,9 @@ other namespace. Working on whole IP packets is what makes loss real for TCP: a
 dropped segment is retransmitted by the kernel, exactly as on a wire. It needs no
 ``sch_netem``.
 
+Random decisions are drawn per flow (IP protocol and server port), so a protocol's
+packets meet the same fate for the same seed whatever else crossed the link.
+
 Every packet it sees is recorded (the ground truth): direction, time in, scheduled
 and actual time out, size, fate, flags and its first header bytes. On SIGTERM it
 finishes the packets it still holds, writes the record as ``.npz`` and exits.
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.impairment.model import DirectionModel
+from lab.impairment.model import DirectionModel, flow_key
 from lab.impairment.spec import Direction, ImpairmentSpec
 
 #: Header bytes kept per packet: IPv4 (up to 60) is parsed later, vectorised.
@@ -115,7 +118,7 @@ class Forwarder:
     ) -> None:
         # fds[d] = (fd packets of direction d are read from, fd they are written to)
         self._routes = {
-            read_fd: (write_fd, models[d], index)
+            read_fd: (write_fd, models[d], index, d is Direction.CLIENT_TO_SERVER)
             for index, (d, (read_fd, write_fd)) in enumerate(
                 sorted(fds.items(), key=lambda item: item[0].value)
             )
@@ -163,7 +166,8 @@ class Forwarder:
         self._mark_pending()
 
     def _read_batch(self, fd: int) -> None:
-        write_fd, model, direction = self._routes[fd]
+        write_fd, model, direction, to_server = self._routes[fd]
+        clean = model.is_clean
         rec = self.record
         now = time.time_ns
         heap = self._heap
@@ -173,7 +177,9 @@ class Forwarder:
             except BlockingIOError:
                 return
             t_in = now()
-            verdict = model.decide(t_in, len(packet))
+            # each flow draws from its own random streams (model.flow_key)
+            flow = 0 if clean else flow_key(packet, to_server)
+            verdict = model.decide(t_in, len(packet), flow)
             index = len(rec.t_in)
             rec.direction.append(direction)
             rec.t_in.append(t_in)

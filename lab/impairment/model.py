@@ -27,6 +27,14 @@ differences from the kernel, kept because they make measurements easier to read:
 not yet departed; beyond it packets are ``DROPPED_QUEUE``. With 20 ms of delay that
 allows up to 50k packets/s before the limit bites (20k pps holds about 400).
 
+Random streams are per flow: every random decision (loss, Gilbert-Elliott state,
+duplication, corruption, reordering and its gap counter, jitter) comes from streams
+keyed by (seed, direction, flow, decision kind), where the forwarder names the flow
+(:func:`flow_key`: IP protocol and the server's port). The same seed therefore gives a
+protocol's packets the same decisions whatever other protocols sent before or beside
+it: a run of TCP then UDP loses the same UDP messages as a UDP-only run. What the
+flows really share stays shared: the queue, the rate limiter and ``keep_order``.
+
 Speed: every random outcome (lost?, duplicated?, bit to flip, delay in ns, ...) is
 computed with numpy in blocks of :data:`BLOCK_SIZE` and handed out one list item at a
 time, so a decision costs one C-level ``next()`` instead of arithmetic in Python.
@@ -108,9 +116,39 @@ class Verdict(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-def _generator(seed: int, direction_index: int, kind: int) -> Generator:
-    """One independent PCG64 stream per (seed, direction, decision kind)."""
-    return Generator(PCG64(SeedSequence(seed, spawn_key=(direction_index, kind))))
+def _generator(seed: int, direction_index: int, kind: int, flow: int = 0) -> Generator:
+    """One independent PCG64 stream per (seed, direction, decision kind, flow).
+
+    Flow 0 (packets no flow is named for) keeps the two-part key, so its streams are
+    the ones a single-flow model has always drawn from.
+    """
+    key = (direction_index, kind) if flow == 0 else (direction_index, kind, flow)
+    return Generator(PCG64(SeedSequence(seed, spawn_key=key)))
+
+
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+
+
+def flow_key(packet: bytes, to_server: bool) -> int:
+    """The flow an IPv4 packet belongs to, for its random streams: ``proto << 16 | port``.
+
+    ``port`` is the server's port (the destination towards the server, the source on
+    the way back) for TCP and UDP, so both directions and every run of a scenario name
+    the flow alike, whatever ephemeral port the client got; 0 for other protocols
+    (RAW's protocol 253, ICMP) and for fragments after the first, which carry no ports.
+    Anything that is not IPv4 is flow 0.
+    """
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return 0
+    proto = packet[9]
+    if proto in (IPPROTO_TCP, IPPROTO_UDP):
+        ihl = (packet[0] & 0x0F) * 4
+        first_fragment = not ((packet[6] & 0x1F) or packet[7])
+        if first_fragment and len(packet) >= ihl + 4:
+            at = ihl + 2 if to_server else ihl
+            return proto << 16 | packet[at] << 8 | packet[at + 1]
+    return proto << 16
 
 
 def correlate(u: NDArray[np.float64], rho: float, last: float) -> NDArray[np.float64]:
@@ -269,22 +307,69 @@ def _delays(uniforms: _Uniforms, params: LinkImpairment) -> Callable[[], int]:
     return _outcomes(block)
 
 
+class _FlowDraws:
+    """The random streams of one flow in one direction, and the state they carry."""
+
+    __slots__ = (
+        "corrupt",
+        "counter",
+        "delays",
+        "duplicate",
+        "ge_bad",
+        "ge_draw",
+        "lost",
+        "reorder",
+    )
+
+    def __init__(self, params: LinkImpairment, seed: int, direction_index: int, flow: int) -> None:
+        def uniforms(kind: int, correlation: float = 0.0) -> _Uniforms:
+            return _Uniforms(_generator(seed, direction_index, kind, flow), correlation)
+
+        # stand-ins for disabled streams: never called
+        self.lost: Callable[[], bool] = bool
+        self.ge_draw: Callable[[], float] = float
+        self.ge_bad = False
+        if params.gemodel is not None:
+            self.ge_draw = _floats(uniforms(_KIND_LOSS))
+        elif params.loss > 0:
+            self.lost = _bools(uniforms(_KIND_LOSS, params.loss_correlation), params.loss / 100)
+
+        self.duplicate: Callable[[], bool] | None = None
+        if params.duplicate > 0:
+            self.duplicate = _bools(
+                uniforms(_KIND_DUPLICATE, params.duplicate_correlation), params.duplicate / 100
+            )
+        self.corrupt: Callable[[], int] | None = None
+        if params.corrupt > 0:
+            self.corrupt = _corrupt_bits(
+                uniforms(_KIND_CORRUPT, params.corrupt_correlation),
+                _generator(seed, direction_index, _KIND_CORRUPT_BIT, flow),
+                params.corrupt / 100,
+            )
+        self.counter = 0  # netem's reorder gap counter, per flow like the draws it gates
+        self.reorder: Callable[[], bool] = bool
+        if params.reorder > 0:
+            self.reorder = _bools(
+                uniforms(_KIND_REORDER, params.reorder_correlation), params.reorder / 100
+            )
+        self.delays: Callable[[], int] = int
+        if round(params.jitter_ms * 1_000_000) > 0:
+            self.delays = _delays(uniforms(_KIND_DELAY, params.delay_correlation), params)
+
+
 class DirectionModel:
     """netem-like decisions for one direction; one instance per direction, not shared.
 
     ``seed`` is any non-negative int; the same (params, seed, direction) and the same
-    decide() calls give the same verdicts.
+    decide() calls (flows included) give the same verdicts, and a flow's random
+    decisions depend only on its own packets (see the module docstring).
     """
 
     __slots__ = (
-        "_corrupt",
-        "_counter",
         "_delay_ns",
-        "_delays",
-        "_duplicate",
+        "_direction_index",
+        "_flows",
         "_gap",
-        "_ge_bad",
-        "_ge_draw",
         "_ge_loss_bad",
         "_ge_loss_good",
         "_ge_p",
@@ -296,13 +381,12 @@ class DirectionModel:
         "_link_free",
         "_loss_mode",
         "_loss_only",
-        "_lost",
         "_marks",
         "_pending",
         "_pop",
         "_push",
         "_rate_bps",
-        "_reorder",
+        "_seed",
         "_tail",
         "direction",
         "is_clean",
@@ -313,57 +397,28 @@ class DirectionModel:
         self.params = params
         self.direction = direction
         self.is_clean = params.is_clean
-        index = _DIRECTION_INDEX[direction]
-
-        def uniforms(kind: int, correlation: float = 0.0) -> _Uniforms:
-            return _Uniforms(_generator(seed, index, kind), correlation)
+        self._seed = seed
+        self._direction_index = _DIRECTION_INDEX[direction]
+        self._flows: dict[int, _FlowDraws] = {}
 
         self._loss_mode = _LOSS_NONE
-        self._lost: Callable[[], bool] = bool  # stand-ins for disabled streams: never called
-        self._ge_draw: Callable[[], float] = float
-        self._ge_bad = False
         self._ge_p = self._ge_r = self._ge_loss_good = self._ge_loss_bad = 0.0
         if params.gemodel is not None:
             ge = params.gemodel
             self._loss_mode = _LOSS_GEMODEL
-            self._ge_draw = _floats(uniforms(_KIND_LOSS))
             self._ge_p = ge.p / 100.0
             self._ge_r = ge.r_effective / 100.0
             self._ge_loss_bad = ge.one_minus_h / 100.0
             self._ge_loss_good = ge.one_minus_k / 100.0
         elif params.loss > 0:
             self._loss_mode = _LOSS_RANDOM
-            self._lost = _bools(uniforms(_KIND_LOSS, params.loss_correlation), params.loss / 100)
 
-        self._duplicate: Callable[[], bool] | None = None
-        if params.duplicate > 0:
-            self._duplicate = _bools(
-                uniforms(_KIND_DUPLICATE, params.duplicate_correlation), params.duplicate / 100
-            )
-        self._corrupt: Callable[[], int] | None = None
-        if params.corrupt > 0:
-            self._corrupt = _corrupt_bits(
-                uniforms(_KIND_CORRUPT, params.corrupt_correlation),
-                _generator(seed, index, _KIND_CORRUPT_BIT),
-                params.corrupt / 100,
-            )
-        self._marks = self._duplicate is not None or self._corrupt is not None
-
+        self._marks = params.duplicate > 0 or params.corrupt > 0
         # tc turns `reorder P` without a gap into gap 1: every packet is a candidate.
         self._gap = max(1, params.reorder_gap) if params.reorder > 0 else 0
-        self._counter = 0
-        self._reorder: Callable[[], bool] = bool
-        if self._gap:
-            self._reorder = _bools(
-                uniforms(_KIND_REORDER, params.reorder_correlation), params.reorder / 100
-            )
 
         self._delay_ns = round(params.delay_ms * 1_000_000)
         self._jittered = round(params.jitter_ms * 1_000_000) > 0
-        self._delays: Callable[[], int] = int
-        if self._jittered:
-            self._delays = _delays(uniforms(_KIND_DELAY, params.delay_correlation), params)
-
         self._rate_bps = params.rate_bps
         self._keep_order = params.keep_order
         self._last_send = 0
@@ -371,7 +426,7 @@ class DirectionModel:
         self._limit = params.queue_limit
         holds = self._delay_ns > 0 or self._jittered or self._rate_bps > 0
         self._loss_only = not (self._marks or self._gap or holds)
-        self._tail = self._rate_bps > 0 or self._keep_order or self._duplicate is not None
+        self._tail = self._rate_bps > 0 or self._keep_order or params.duplicate > 0
 
         # Departure times of accepted packets, purged lazily when the limit is reached.
         # They arrive in order unless jitter (without rate or keep_order) reorders them:
@@ -391,32 +446,41 @@ class DirectionModel:
             self._pop = queue.popleft
         self._pending = pending
 
+    def _new_flow(self, flow: int) -> _FlowDraws:
+        draws = _FlowDraws(self.params, self._seed, self._direction_index, flow)
+        self._flows[flow] = draws
+        return draws
+
     def backlog(self, now_ns: int) -> int:
         """Packets accepted but not yet departed at now_ns (what queue_limit bounds)."""
         return sum(1 for t in self._pending if t > now_ns)
 
-    def decide(self, now_ns: int, wire_size: int) -> Verdict:
-        """Fate and timing of one packet arriving at now_ns; wire_size in bytes."""
+    def decide(self, now_ns: int, wire_size: int, flow: int = 0) -> Verdict:
+        """Fate and timing of one packet of ``flow`` arriving at now_ns; wire_size in bytes.
+
+        ``flow`` names the random streams the decisions come from (:func:`flow_key`).
+        """
         if self.is_clean:
             return _new_tuple(Verdict, (FORWARDED, now_ns, -1, -1, False))
+        draws = self._flows.get(flow) or self._new_flow(flow)
 
         # 1. Loss (random with correlation, or Gilbert-Elliott as netem's loss_gilb_ell:
         # the current state decides both the transition and this packet's loss).
         mode = self._loss_mode
         if mode:
             if mode == _LOSS_RANDOM:
-                if self._lost():
+                if draws.lost():
                     return _new_tuple(Verdict, (DROPPED_LOSS, now_ns, -1, -1, False))
             else:
-                draw = self._ge_draw
-                if self._ge_bad:
+                draw = draws.ge_draw
+                if draws.ge_bad:
                     if draw() < self._ge_r:
-                        self._ge_bad = False
+                        draws.ge_bad = False
                     if draw() < self._ge_loss_bad:
                         return _new_tuple(Verdict, (DROPPED_LOSS, now_ns, -1, -1, False))
                 else:
                     if draw() < self._ge_p:
-                        self._ge_bad = True
+                        draws.ge_bad = True
                     if draw() < self._ge_loss_good:
                         return _new_tuple(Verdict, (DROPPED_LOSS, now_ns, -1, -1, False))
             if self._loss_only:
@@ -426,10 +490,10 @@ class DirectionModel:
         duplicate = False
         bit = -1
         if self._marks:
-            if self._duplicate is not None:
-                duplicate = self._duplicate()
-            if self._corrupt is not None:
-                bit = self._corrupt()
+            if draws.duplicate is not None:
+                duplicate = draws.duplicate()
+            if draws.corrupt is not None:
+                bit = draws.corrupt()
 
         # 4. Queue limit (the queue stays empty when nothing holds packets).
         pending = self._pending
@@ -443,14 +507,14 @@ class DirectionModel:
         # 5. Reorder: after gap-1 delayed packets, each one may jump the queue.
         gap = self._gap
         if gap:
-            if self._counter >= gap - 1 and self._reorder():
-                self._counter = 0
+            if draws.counter >= gap - 1 and draws.reorder():
+                draws.counter = 0
                 duplicate_now = now_ns if duplicate else -1
                 return _new_tuple(Verdict, (FORWARDED, now_ns, duplicate_now, bit, True))
-            self._counter += 1
+            draws.counter += 1
 
         # 6. Delay and jitter.
-        send = now_ns + (self._delays() if self._jittered else self._delay_ns)
+        send = now_ns + (draws.delays() if self._jittered else self._delay_ns)
         if not self._tail:
             if send > now_ns:
                 self._push(send)
@@ -483,6 +547,10 @@ class DirectionModel:
         if send > now_ns:
             self._push(send)
             if duplicate_at >= 0:
+                if len(pending) >= self._limit:  # purge what already left, as in step 4
+                    pop = self._pop
+                    while pending and pending[0] <= now_ns:
+                        pop()
                 if len(pending) < self._limit:
                     self._push(duplicate_at)
                 else:  # no room left for the copy: the queue drops it
