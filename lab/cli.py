@@ -216,7 +216,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _cmd_testbed_up(args: argparse.Namespace) -> int:
     from lab.scenario import load_scenario
-    from lab.testbed import STATE_DIR, build_persistent
+    from lab.testbed import STATE_DIR, build_persistent, route_congestion_control
 
     scenario = load_scenario(args.scenario)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -227,6 +227,11 @@ def _cmd_testbed_up(args: argparse.Namespace) -> int:
     _stdout.print(f"testbed [bold]{testbed.run_id}[/bold] is up ({scenario.name}); impaired link:")
     for host in (testbed.client, testbed.server):
         _stdout.print(f"  {host.role:<6} {host.address:<12} namespace {host.netns}")
+    pinned = route_congestion_control(testbed.client) or "the namespace default"
+    _stdout.print(
+        f"TCP over the link uses {pinned} (set on the route, as the scenario says; "
+        "a program's own choice, e.g. iperf3 -C reno, overrides it)"
+    )
     _stdout.print(
         "try:  lab exec server -- iperf3 -s -1 &\n"
         "      lab exec client -- iperf3 -c server -u -b 10M -t 3\n"

@@ -277,3 +277,55 @@ def test_run_json_prints_only_machine_readable_output(tmp_path: Path) -> None:
         "tcp": 100,
         "udp": 100,
     }
+
+
+@pytest.mark.parametrize("algorithm", ["cubic", "reno"])
+def test_programs_under_exec_use_the_scenarios_congestion_control(
+    tmp_path: Path, algorithm: str
+) -> None:
+    """iperf3 with default options through `lab testbed up`: ss -ti and iperf3 itself
+    report the scenario's algorithm, whatever the host's default is."""
+    scenario = write_scenario(
+        tmp_path,
+        f'name = "cc"\ncongestion_control = "{algorithm}"\n[impairment]\ndelay_ms = 2\n',
+    )
+    up = subprocess.run(
+        [*LAB, "testbed", "up", str(scenario)], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    assert f"TCP over the link uses {algorithm}" in up.stdout
+    exec_ = [*LAB, "exec", "--id", run_id]
+    server = subprocess.Popen(
+        [*exec_, "server", "--", "timeout", "20", "iperf3", "-s", "-1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)
+        client = subprocess.Popen(
+            [*exec_, "client", "--", "timeout", "15", "iperf3", "-c", "server", "-t", "3", "-J"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ss = ""
+        deadline = time.monotonic() + 10
+        while " 198.18.0.2:5201" not in ss and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ss = subprocess.run(
+                ["ip", "netns", "exec", f"lab-{run_id}-c", "ss", "-tin", "dst", "198.18.0.2"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        report = json.loads(client.communicate(timeout=20)[0])
+    finally:
+        server.kill()
+        server.wait()
+        down = subprocess.run(
+            [*LAB, "testbed", "down", run_id], capture_output=True, text=True, check=False
+        )
+    assert down.returncode == 0, down.stderr
+    assert f" {algorithm} " in ss, ss
+    assert report["end"]["sender_tcp_congestion"] == algorithm, report["end"]
+    assert report["end"]["receiver_tcp_congestion"] == algorithm, report["end"]

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -168,12 +169,17 @@ def read_states() -> list[dict[str, object]]:
     return states
 
 
-def _configure_namespace(host: Host) -> None:
+def _configure_namespace(host: Host, congestion_control: str) -> str:
     """Loopback up, IPv6 off, IANA ephemeral ports, link address and route.
 
-    The congestion control is pinned per socket (TCP_CONGESTION) by the endpoints: a
-    namespace may only default to the host's *allowed* algorithms, and changing
-    those would change the host.
+    Every TCP connection over the link uses ``congestion_control``, the lab's endpoints
+    and any program under ``lab exec`` alike, without touching the host: the route to
+    the peer carries it (``ip route ... congctl cubic``, RTAX_CC_ALGO), which the kernel
+    applies to active and passive opens on that route. The namespace's default sysctl
+    cannot do it everywhere: a namespace may only default to the host's *allowed*
+    algorithms (``net.ipv4.tcp_allowed_congestion_control``), and changing those would
+    change the host. A program may still choose another one (``iperf3 -C reno``).
+    Returns the namespace's default algorithm, which loopback connections there use.
     """
     for key, value in (
         ("net.ipv6.conf.all.disable_ipv6", "1"),
@@ -182,6 +188,8 @@ def _configure_namespace(host: Host) -> None:
         ("net.ipv4.ip_local_port_range", f"{EPHEMERAL_PORT_START} 65535"),
     ):
         _netns.write_sysctl(host.netns, key, value)
+    with contextlib.suppress(PermissionError):  # EPERM: not an allowed algorithm (see above)
+        _netns.write_sysctl(host.netns, "net.ipv4.tcp_congestion_control", congestion_control)
     with _netns.netlink(host.netns) as ipr:
         loopback = ipr.link_lookup(ifname="lo")[0]
         ipr.link("set", index=loopback, state="up")
@@ -189,7 +197,27 @@ def _configure_namespace(host: Host) -> None:
         ipr.link("set", index=index, txqlen=LINK_TXQUEUELEN)
         ipr.addr("add", index=index, address=host.address, prefixlen=32, local=host.address)
         ipr.link("set", index=index, state="up")
-        ipr.route("add", dst=host.peer_address, dst_len=32, oif=index, scope=253)
+        ipr.route(
+            "add",
+            dst=host.peer_address,
+            dst_len=32,
+            oif=index,
+            scope=253,
+            metrics={"RTAX_CC_ALGO": congestion_control},
+        )
+    return _netns.read_sysctl(host.netns, "net.ipv4.tcp_congestion_control")
+
+
+def route_congestion_control(host: Host) -> str:
+    """The congestion control the route to the peer pins ("" when none): what TCP uses."""
+    with _netns.netlink(host.netns) as ipr:
+        for route in ipr.get_routes(family=socket.AF_INET, dst=host.peer_address):
+            metrics = route.get_attr("RTA_METRICS")
+            if metrics is not None:
+                value = metrics.get_attr("RTAX_CC_ALGO")
+                if value:
+                    return str(value)
+    return ""
 
 
 def _register(run_id: str, backend: str, congestion_control: str, *, persistent: bool) -> Testbed:
@@ -226,12 +254,12 @@ def _build(
             _netns.create(host.netns)
         if backend == "netem":
             _link_with_veth(client, server)
+            _configure_hosts(testbed)
             _apply_netem(client, server, impairment)
             return testbed
         for host in (client, server):
             fds.append(_tun.open_tun(host.netns, host.interface))
-        for host in (client, server):
-            _configure_namespace(host)
+        _configure_hosts(testbed)
         testbed.engine = start_engine(
             fds[0],
             fds[1],
@@ -268,6 +296,23 @@ def choose_backend(impairment: ImpairmentSpec) -> str:
     return "netem"
 
 
+def _configure_hosts(testbed: Testbed) -> None:
+    """Both namespaces configured; what TCP will really use recorded in the state file."""
+    defaults = {
+        host.role: _configure_namespace(host, testbed.congestion_control)
+        for host in (testbed.client, testbed.server)
+    }
+    _write_state(
+        testbed.run_id,
+        tcp_congestion_control={
+            "route": {
+                h.role: route_congestion_control(h) for h in (testbed.client, testbed.server)
+            },
+            "namespace_default": defaults,
+        },
+    )
+
+
 def _link_with_veth(client: Host, server: Host) -> None:
     """A veth pair between the two namespaces, both ends configured like the TUN link."""
     with _netns.netlink(client.netns) as ipr:
@@ -283,8 +328,6 @@ def _link_with_veth(client: Host, server: Host) -> None:
             os.close(target)
     with _netns.netlink(server.netns) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lab0-peer")[0], ifname=server.interface)
-    for host in (client, server):
-        _configure_namespace(host)
 
 
 def _apply_netem(client: Host, server: Host, impairment: ImpairmentSpec) -> None:
@@ -398,6 +441,7 @@ def open_veth_testbed(
         for host in (testbed.client, testbed.server):
             _netns.create(host.netns)
         _link_with_veth(testbed.client, testbed.server)
+        _configure_hosts(testbed)
         testbed.setup_s = time.perf_counter() - started
         yield testbed
     finally:
