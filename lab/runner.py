@@ -154,6 +154,7 @@ def run_scenario(
             folder.meta.update(
                 run_id=testbed.run_id,
                 congestion_control=testbed.congestion_control,
+                tcp_nodelay=not scenario.nagle,
                 impairment_backend=testbed.backend,
                 client={"netns": testbed.client.netns, "address": testbed.client.address},
                 server={"netns": testbed.server.netns, "address": testbed.server.address},

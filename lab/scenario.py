@@ -190,6 +190,12 @@ class Scenario(_Frozen):
     seed: Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)] = 1
     protocols: Annotated[list[Protocol], Field(min_length=1)] = [Protocol.TCP, Protocol.UDP]
     congestion_control: Literal["cubic", "reno", "bbr"] = "cubic"
+    nagle: Annotated[bool, Strict()] = False
+    """TCP: let Nagle's algorithm coalesce small writes (TCP_NODELAY off on both ends).
+
+    Off by default: each message then leaves when written, so its delay is the link's,
+    not Nagle's wait for the previous segment's ACK (RFC 896) stacked on the peer's
+    delayed ACK (RFC 1122 §4.2.3.2). ``scenarios/nagle.toml`` shows the difference."""
     workload: Workload = Workload()
     ports: Ports = Ports()
     timeouts: Timeouts = Timeouts()

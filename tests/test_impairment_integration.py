@@ -163,3 +163,20 @@ def test_same_seed_same_udp_losses_whatever_tcp_did(tmp_path: Path) -> None:
     assert 20 <= len(first) <= 80, f"8 % of 600 expected, lost {len(first)}"
     assert first == again, f"same seed, different losses: {sorted(first ^ again)}"
     assert first == alone, f"TCP before UDP changed UDP's losses: {sorted(first ^ alone)}"
+
+
+def test_echo_rtt_without_and_with_nagle(tmp_path: Path) -> None:
+    """TCP_NODELAY on both ends: TCP's echo RTT is UDP's on a clean 10 ms link; with
+    Nagle (and the peer's delayed ACKs) coalesced replies wait, and TCP's RTT grows."""
+    body = (
+        '[workload]\npattern = "echo"\ncount = 300\nsize = 64\nrate = 200\n'
+        "[impairment]\ndelay_ms = 10\n"
+    )
+    ratios = {}
+    for nagle in ("false", "true"):
+        outcome = run_body(tmp_path / nagle, f"nagle = {nagle}\n{body}")
+        tcp, udp = summary_row(outcome, "tcp"), summary_row(outcome, "udp")
+        assert 20.0 <= udp["rtt_p50_ms"] <= 23.0, udp["rtt_p50_ms"]
+        ratios[nagle] = tcp["rtt_p50_ms"] / udp["rtt_p50_ms"]
+    assert ratios["false"] <= 1.3, f"TCP RTT p50 is {ratios['false']:.2f}x UDP's without Nagle"
+    assert ratios["true"] > 1.3, f"Nagle made no difference: {ratios}"

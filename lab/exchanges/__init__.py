@@ -80,6 +80,7 @@ def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> En
         run_timeout_s=scenario.timeouts.run_s,
         drain_timeout_s=scenario.timeouts.drain_s,
         congestion_control=scenario.congestion_control,
+        nagle=scenario.nagle,
     )
 
 

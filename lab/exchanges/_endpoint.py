@@ -50,6 +50,7 @@ class EndpointSettings:
     run_timeout_s: float
     drain_timeout_s: float
     congestion_control: str = "cubic"
+    nagle: bool = False  # TCP: TCP_NODELAY off on both ends
 
 
 @dataclass

@@ -1,8 +1,15 @@
 """The workload over TCP: reliable and ordered, one connection, length-prefixed messages.
 
 The socket calls follow the classic flow on purpose, so a reader recognises them:
-server ``socket -> setsockopt(SO_REUSEADDR) -> bind -> listen -> accept -> recv ->
-sendall -> close``; client ``socket -> settimeout -> connect -> sendall -> recv -> close``.
+server ``socket -> setsockopt(SO_REUSEADDR) -> setsockopt(TCP_CONGESTION) -> bind ->
+listen -> accept -> setsockopt(TCP_CONGESTION, TCP_NODELAY) -> recv -> sendall -> close``;
+client ``socket -> setsockopt(TCP_CONGESTION) -> settimeout -> connect ->
+setsockopt(TCP_NODELAY) -> sendall -> recv -> close``.
+
+``TCP_NODELAY`` is on at both ends unless the scenario says ``nagle = true``: with
+Nagle's algorithm (RFC 896) a small write waits while an earlier segment is unacked,
+and the peer delays its ACK (RFC 1122 §4.2.3.2, up to 40 ms on Linux), so an echo
+server would coalesce replies and every round trip would carry that wait.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ def pin_congestion_control(sock: socket.socket, name: str) -> str:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
 
 
+def set_nagle(sock: socket.socket, nagle: bool) -> None:
+    """Nagle's algorithm on (TCP_NODELAY 0) or off (TCP_NODELAY 1: each write leaves now)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if nagle else 1)
+
+
 def serve(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
     """Accept one connection and read messages until the client closes or time runs out."""
     expected_filler = filler(settings.seed, settings.size)
@@ -50,6 +62,7 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
             result.congestion_control = pin_congestion_control(
                 connection, settings.congestion_control
             )
+            set_nagle(connection, settings.nagle)  # echoes leave at once, as requests do
             connection.settimeout(POLL_INTERVAL_S)
             stream = StreamReassembler()
             deadline: int | None = None
@@ -78,7 +91,7 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
         client.settimeout(settings.connect_timeout_s)
         client.connect((settings.server_address, settings.port))
         # Each message leaves when sent; Nagle would hold small ones back and blur the delay.
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nagle(client, settings.nagle)
         result.local_port, result.peer_port = client.getsockname()[1], settings.port
         client.settimeout(settings.run_timeout_s)  # sendall blocks while the window is shut
         echoes = _EchoReader(client, settings) if settings.echo else None

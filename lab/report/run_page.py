@@ -114,6 +114,7 @@ def _overview(run: RunData) -> str:
         ("ended", meta.get("ended")),
         ("seed", meta.get("seed")),
         ("congestion control", meta.get("congestion_control")),
+        ("TCP_NODELAY (Nagle off)", meta.get("tcp_nodelay")),
         ("impairment backend", meta.get("impairment_backend")),
         ("kernel", meta.get("kernel")),
         ("machine", meta.get("machine")),
@@ -139,7 +140,7 @@ def _overview(run: RunData) -> str:
     scenario = run.scenario
     settings: list[tuple[str, object]] = [
         (key, scenario[key])
-        for key in ("name", "description", "seed", "protocols", "congestion_control")
+        for key in ("name", "description", "seed", "protocols", "congestion_control", "nagle")
         if key in scenario
     ]
     settings = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in settings]
