@@ -12,8 +12,10 @@ from lab.metrics._delay import (
     delay_percentile,
     interarrival_jitter,
     ipdv,
+    ipdv_pairs,
     jitter_series,
     one_way_delay,
+    peak_to_peak_ipdv,
 )
 from lab.metrics._dup import duplicated_packets, duplication_ratio, extra_copies
 from lab.metrics._loss import LossPeriods, loss_distances, loss_periods, loss_ratio
@@ -42,6 +44,7 @@ __all__ = [
     "extra_copies",
     "interarrival_jitter",
     "ipdv",
+    "ipdv_pairs",
     "jitter_series",
     "loss_distances",
     "loss_periods",
@@ -49,6 +52,7 @@ __all__ = [
     "n_reordering",
     "n_reordering_ratio",
     "one_way_delay",
+    "peak_to_peak_ipdv",
     "reorder_buffer_density",
     "reorder_density",
     "reorder_displacements",

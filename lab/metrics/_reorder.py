@@ -93,13 +93,17 @@ def _unique_stream(arrivals: ArrayIn) -> list[int]:
 def reorder_displacements(arrivals: ArrayIn, threshold: int = 3) -> IntArray:
     """Displacement D = RI - S of each arrival counted by the RD algorithm.
 
-    RFC 5236 (Reorder Density), with the RD algorithm as its authors publish it
-    (CNRL, Colorado State University, rd_algo.txt): RI is the receive index, the
-    sequence number expected next; it skips numbers that are missing from the
-    window of the next DT+1 arrivals and from the buffer of early arrivals,
-    which is how losses are told from late packets. D > 0 is late, D < 0
-    early; arrivals displaced by more than DT, duplicates and arrivals below RI
-    are discarded, so the result may be shorter than ``arrivals``.
+    RFC 5236 §3.3 (D = RI - S: D > 0 late, D < 0 early) computed with the
+    Stay-back algorithm of §7.1, ``threshold`` being the displacement threshold
+    DT: the receive index RI (§3.1) skips a sequence number that is in neither
+    the window of the next DT+1 arrivals nor the buffer of early arrivals, so a
+    lost packet displaces nothing (§8 Table 5). Arrivals displaced by more than
+    DT (§6: late beyond DT is lost), duplicates and arrivals below RI get no RI
+    and are left out, so the result may be shorter than ``arrivals``. RI starts
+    at the lowest number that arrived (the RFC numbers packets from 1).
+    Two cases §7.1 leaves open are closed here: a copy of an arrival that was
+    discarded is a duplicate too, and should every pending number fall below
+    RI the oldest is dropped (the §7.1 loop would not end).
     """
     if threshold < 0:
         raise ValueError("threshold must be >= 0")
@@ -156,9 +160,9 @@ def reorder_displacements(arrivals: ArrayIn, threshold: int = 3) -> IntArray:
 def reorder_density(arrivals: ArrayIn, threshold: int = 3) -> pd.Series:
     """Reorder Density RD[k] for displacements k = -DT..DT, summing to 1.
 
-    RFC 5236: the frequencies of the displacements of
-    :func:`reorder_displacements`, normalised by their total; all zero when
-    nothing was counted.
+    RFC 5236 §3.5-§3.6: the displacement frequencies FD[k] of
+    :func:`reorder_displacements` over N' = sum(FD), the arrivals that are
+    neither lost nor duplicates; all zero when nothing was counted.
     """
     disp = reorder_displacements(arrivals, threshold)
     index = pd.RangeIndex(-threshold, threshold + 1, name="displacement")
@@ -168,69 +172,57 @@ def reorder_density(arrivals: ArrayIn, threshold: int = 3) -> pd.Series:
 
 
 def buffer_occupancies(arrivals: ArrayIn, threshold: int = 3) -> IntArray:
-    """Occupancy of an ideal resequencing buffer after each (non-duplicate) arrival.
+    """Occupancy B of the hypothetical resequencing buffer after each counted arrival.
 
-    RFC 5236 (RBD), with the RBD algorithm as its authors publish it (CNRL,
-    rbd_algo.txt): the next expected number E is the
-    smallest in the window of the next DT+1 arrivals (which skips lost
-    packets); an arrival other than E waits in the buffer, and E's arrival
-    frees every buffered packet that is now in sequence.
+    RFC 5236 §3.8 with the algorithm of §7.2, ``threshold`` being the
+    buffer-occupancy threshold BT. E, the next expected number (§3.7), starts at
+    the lowest number that arrived (the RFC numbers packets from 1). An arrival
+    S == E releases the buffered packets that are now in sequence; S > E waits
+    in the buffer. A missing packet is declared lost only when an early arrival
+    finds the buffer full (B == BT, §6): E then jumps to the lowest buffered
+    number or S and the packets in sequence from there are released. So, unlike
+    RD, the buffer fills while a lost packet is awaited (§8 Table 6).
+    Duplicates and arrivals below E (late beyond the loss declaration) are
+    discarded and get no entry, so the result may be shorter than ``arrivals``.
+    One departure from the §7.2 pseudo-code: if the packets released after a
+    loss do not reach S, S stays in the buffer (§3.8 counts "the newly arrived
+    packet"); the pseudo-code would drop it and count a later copy of it.
     """
     if threshold < 0:
         raise ValueError("threshold must be >= 0")
     stream = _unique_stream(arrivals)
-    pos = 0
-    window: list[int] = []
-    buffer: set[int] = set()
-    delivered: int | None = None  # last packet handed on in sequence
-
-    def next_arrival() -> int | None:
-        # The published algorithm compares with E = min(window), which would also drop a
-        # late packet that arrives after later ones filled the window; compare
-        # with the last packet delivered in sequence instead.
-        nonlocal pos
-        while pos < len(stream):
-            s = stream[pos]
-            pos += 1
-            stale = delivered is not None and s <= delivered
-            if not stale and s not in window and s not in buffer:
-                return s
-        return None
-
-    while len(window) < threshold + 1:
-        s = next_arrival()
-        if s is None:
-            break
-        window.append(s)
     out: list[int] = []
-    while window:
-        expected = min(window)
-        s = window.pop(0)
-        if s == expected:
-            delivered = s
-            while buffer:
-                smallest = min(buffer | set(window))
-                if smallest not in buffer:
-                    break
-                buffer.discard(smallest)
-                delivered = smallest
-        else:
+    if not stream:
+        return np.asarray(out, dtype=np.int64)
+    expected = min(stream)
+    buffer: set[int] = set()
+    for s in stream:
+        if s in buffer or s < expected:
+            continue  # §7.2 case a: duplicate or excessively delayed
+        if s == expected:  # case b
+            expected += 1
+        elif len(buffer) < threshold:  # case c, room in the buffer: S waits
             buffer.add(s)
+        else:  # case c, buffer full: the packets still missing below it are lost
+            # "Repeat E = E + 1 Until (in_buffer(E) || E == S)" in one step
+            expected = min(buffer | {s})
+            buffer.add(s)  # released at once by the loop below
+        while expected in buffer:  # free what is now in sequence
+            buffer.discard(expected)
+            expected += 1
         out.append(len(buffer))
-        new = next_arrival()
-        if new is not None:
-            window.append(new)
     return np.asarray(out, dtype=np.int64)
 
 
 def reorder_buffer_density(arrivals: ArrayIn, threshold: int = 3) -> pd.Series:
-    """Reorder Buffer-occupancy Density RBD[k] for occupancies k = 0..DT.
+    """Reorder Buffer-occupancy Density RBD[k] for occupancies k = 0..BT.
 
-    RFC 5236: the frequencies of :func:`buffer_occupancies`, normalised by
-    their total; occupancies above the threshold are left out.
+    RFC 5236 §3.10-§3.11 and §7.2 step 3: the frequencies FB[k] of
+    :func:`buffer_occupancies` over N' = sum(FB), the arrivals that are neither
+    duplicates nor deemed lost; all zero when nothing was counted.
     """
     occ = buffer_occupancies(arrivals, threshold)
     index = pd.RangeIndex(0, threshold + 1, name="occupancy")
-    counts = np.bincount(occ[occ <= threshold], minlength=threshold + 1).astype(np.float64)
+    counts = np.bincount(occ, minlength=threshold + 1).astype(np.float64)
     total = counts.sum()
     return pd.Series(counts / total if total else counts, index=index, name="rbd")
