@@ -147,6 +147,25 @@ class RunFolder:
         _chown_to_invoking_user(self.path)
 
 
+def table_dtypes(columns: list[str]) -> dict[str, str]:
+    """The dtype rule of every results table: ``*_ns`` columns are nullable Int64.
+
+    Nanosecond timestamps (~1.8e18) do not fit a float64's 53-bit mantissa: read as
+    float (pandas' choice for an integer column with an empty cell) they round to
+    multiples of 256 ns. Int64 keeps them exact and empty cells as <NA>.
+    """
+    return {column: "Int64" for column in columns if column.endswith("_ns")}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One results CSV with the dtype rule applied; "" -> an empty frame."""
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    return pd.read_csv(path, low_memory=False, dtype=table_dtypes(list(header.columns)))
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

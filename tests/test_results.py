@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import lab.testbed
@@ -64,3 +65,18 @@ def test_one_bad_folder_does_not_stop_lab_list(tmp_path: Path) -> None:
     runs, problems = list_runs(tmp_path / "results")
     assert [r.name for r in runs] == [good.path.name]
     assert len(problems) == 1 and "not a JSON object" in problems[0]
+
+
+def test_ns_columns_read_back_exact_with_gaps(tmp_path: Path) -> None:
+    """A lost message leaves t_recv_ns empty; the others must not round to 256 ns."""
+    from lab.results import read_table
+
+    exact = [1_796_177_413_772_978_721, 1_796_177_413_772_978_723]
+    path = tmp_path / "messages.csv"
+    path.write_text(f"seq,t_recv_ns,owd_ms\n0,{exact[0]},1.5\n1,,\n2,{exact[1]},2.5\n")
+    table = read_table(path)
+    assert str(table["t_recv_ns"].dtype) == "Int64"
+    assert table["t_recv_ns"].isna().tolist() == [False, True, False]
+    assert [int(v) for v in table["t_recv_ns"].dropna()] == exact
+    assert table["owd_ms"].dtype == float, "only *_ns columns change"
+    assert float(pd.read_csv(path)["t_recv_ns"][0]) != exact[0], "float64 would round it"

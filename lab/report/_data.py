@@ -15,6 +15,7 @@ import pandas as pd
 
 from lab.errors import ResultsError
 from lab.results import read_meta
+from lab.results import read_table as read_results_table
 
 #: The tables a run report reads; ``impairment.csv`` (one row per packet) is not needed.
 RUN_TABLES = (
@@ -61,9 +62,7 @@ class RunData:
 def read_table(path: Path) -> pd.DataFrame:
     """One CSV; an unreadable file is a ResultsError naming it."""
     try:
-        return pd.read_csv(path, low_memory=False)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+        return read_results_table(path)
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ResultsError(f"{path}: unreadable CSV: {error}") from None
 
