@@ -167,6 +167,22 @@ def _print_summary(summary: object, title: str) -> None:
             ("rtt_p50_ms", "RTT p50 ms", "{:.3f}"),
             ("rtt_p99_ms", "RTT p99 ms", "{:.3f}"),
         ]
+    # the link's own doing beside what the receiver saw (RFC 4737 counts differ by design)
+    if "engine_loss_pct" in summary:
+        columns.insert(4, ("engine_loss_pct", "link drop %", "{:.2f}"))
+    if "engine_reorder_pct" in summary and (
+        (summary["engine_reorder_pct"].fillna(0) > 0).any() or (summary["out_of_order"] > 0).any()
+    ):
+        at = [key for key, _, _ in columns].index("out_of_order") + 1
+        columns.insert(at, ("engine_reorder_pct", "link reorder %", "{:.2f}"))
+    # what was asked of the sender, what it managed, and how long messages waited to leave
+    if "send_rate_bps" in summary:
+        at = [key for key, _, _ in columns].index("goodput_bps")
+        columns[at:at] = [
+            ("offered_bps", "offered Mbit/s", "{:.3f}"),
+            ("send_rate_bps", "sent Mbit/s", "{:.3f}"),
+            ("backlog_p99_ms", "send backlog p99 ms", "{:.3f}"),
+        ]
     if "tcp_retransmissions" in summary:
         columns.append(("tcp_retransmissions", "TCP retrans", "{:d}"))
     if "hol_blocked" in summary:
@@ -179,7 +195,7 @@ def _print_summary(summary: object, title: str) -> None:
         cells = []
         for key, _, fmt in columns:
             value = row.get(key)
-            if key == "goodput_bps" and value is not None:
+            if key.endswith("_bps") and value is not None:
                 value = value / 1e6
             if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 cells.append("–")

@@ -6,6 +6,7 @@ prints: progress goes to an optional callback, so the CLI (rich) and tests share
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,14 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab.analysis.context import (
+    FIRST_TX_COLUMNS,
+    datagram_first_transmissions,
+    engine_figures,
+    sending_figures,
+)
 from lab.analysis.impairment import (
     DATAGRAM_PROTOCOLS,
     datagram_losses_explained,
     impairment_by_protocol,
 )
+from lab.analysis.pcap import read_pcap
 from lab.analysis.summary import summarize
 from lab.analysis.wire import analyze_run as analyze_wire
-from lab.capture.during_run import capture_link, captures_table
+from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.impairment.groundtruth import accounting, load_ground_truth
@@ -77,9 +85,11 @@ def _write_ground_truth(
     folder.write_table("impairment", ground_truth)
     books = accounting(ground_truth)
     folder.write_table("accounting", books)
-    folder.write_table(
-        "impairment_by_protocol", impairment_by_protocol(ground_truth, exchange_rows)
-    )
+    by_protocol = impairment_by_protocol(ground_truth, exchange_rows)
+    folder.write_table("impairment_by_protocol", by_protocol)
+    engine = engine_figures(by_protocol).set_index("protocol")
+    for column in engine.columns:
+        summary[column] = summary["protocol"].map(engine[column])
     npz.unlink()
     summary["accounting_closes"] = bool(books["closes"].all()) if len(books) else True
     explained: dict[str, int] = {}
@@ -98,6 +108,36 @@ def _write_ground_truth(
             "write_errors": engine_meta.get("write_errors", 0),
         }
     }
+
+
+def _add_sending_columns(
+    summary: pd.DataFrame,
+    messages: pd.DataFrame,
+    wire: dict[str, pd.DataFrame],
+    folder: Path,
+    *,
+    client_address: str,
+    offered_bps: float,
+) -> None:
+    """Offered vs achieved send rate and the sender's backlog, next to the RFC metrics."""
+    parts = []
+    hol = wire.get("hol")
+    if hol is not None and len(hol):  # TCP: first transmission of each message's last byte
+        parts.append(hol[["seq", "t_first_tx_ns"]].assign(protocol="tcp"))
+    address = int(ipaddress.IPv4Address(client_address))
+    for protocol in DATAGRAM_PROTOCOLS:
+        path = pcap_path(folder, protocol, "client")
+        if (summary["protocol"] == protocol).any() and path.exists():
+            packets = read_pcap(path).packets
+            parts.append(datagram_first_transmissions(packets, protocol, address))
+    first_tx = (
+        pd.concat([p[list(FIRST_TX_COLUMNS)] for p in parts], ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=list(FIRST_TX_COLUMNS))
+    )
+    figures = sending_figures(messages, first_tx, offered_bps).set_index("protocol")
+    for column in figures.columns:
+        summary[column] = summary["protocol"].map(figures[column])
 
 
 def _add_wire_columns(summary: pd.DataFrame, wire: dict[str, pd.DataFrame]) -> None:
@@ -188,6 +228,15 @@ def run_scenario(
         for name, table in wire.items():
             folder.write_table(name, table)
         _add_wire_columns(summary, wire)
+        workload = scenario.workload
+        _add_sending_columns(
+            summary,
+            messages,
+            wire,
+            folder.path,
+            client_address=testbed.client.address,
+            offered_bps=workload.messages_per_second * workload.size * 8,
+        )
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
         folder.finish(

@@ -180,3 +180,25 @@ def test_echo_rtt_without_and_with_nagle(tmp_path: Path) -> None:
         ratios[nagle] = tcp["rtt_p50_ms"] / udp["rtt_p50_ms"]
     assert ratios["false"] <= 1.3, f"TCP RTT p50 is {ratios['false']:.2f}x UDP's without Nagle"
     assert ratios["true"] > 1.3, f"Nagle made no difference: {ratios}"
+
+
+def test_summary_shows_offered_load_sender_backlog_and_the_engines_own_figures(
+    tmp_path: Path,
+) -> None:
+    """At 5 % loss and a 20 ms RTT, TCP cannot carry 4.1 Mbit/s (Mathis: ~3.2): its
+    sender falls behind the offered load and messages wait before the wire; UDP's do not."""
+    outcome = run_body(
+        tmp_path,
+        "seed = 5\n[workload]\ncount = 1000\nsize = 512\nrate = 1000\n"
+        "[impairment]\ndelay_ms = 10\nloss = 5\n",
+    )
+    tcp, udp = summary_row(outcome, "tcp"), summary_row(outcome, "udp")
+    offered = 1000 * 512 * 8
+    assert tcp["offered_bps"] == udp["offered_bps"] == offered
+    assert udp["send_rate_bps"] == pytest.approx(offered, rel=0.03)
+    assert tcp["send_rate_bps"] < 0.9 * offered, tcp["send_rate_bps"]
+    assert udp["backlog_p99_ms"] < 5.0, "a datagram leaves as soon as the stack runs"
+    assert tcp["backlog_p99_ms"] > 10 * udp["backlog_p99_ms"], (tcp, udp)
+    # a UDP stream's packets all go client -> server: every one the engine drops is lost
+    assert udp["engine_loss_pct"] == pytest.approx(udp["loss_pct"])
+    assert 0 < tcp["engine_loss_pct"] < 10

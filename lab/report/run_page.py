@@ -20,8 +20,12 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("delivered", "delivered", "{:.0f}"),
     ("lost", "lost", "{:.0f}"),
     ("loss_pct", "loss %", "{:.2f}"),
+    ("engine_loss_pct", "engine: packets dropped %", "{:.2f}"),
     ("out_of_order", "out of order (RFC 4737)", "{:.0f}"),
+    ("engine_reorder_pct", "engine: packets sent ahead %", "{:.2f}"),
     ("duplicates", "duplicate copies", "{:.0f}"),
+    ("engine_duplicate_pct", "engine: packets duplicated %", "{:.2f}"),
+    ("engine_corrupt_pct", "engine: packets corrupted %", "{:.2f}"),
     ("owd_min_ms", "one-way delay min (ms)", "{:.3f}"),
     ("owd_p50_ms", "one-way delay p50 (ms)", "{:.3f}"),
     ("owd_p95_ms", "one-way delay p95 (ms)", "{:.3f}"),
@@ -30,6 +34,10 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("jitter_ms", "jitter, RFC 3550 (ms)", "{:.3f}"),
     ("rtt_p50_ms", "round trip p50 (ms)", "{:.3f}"),
     ("rtt_p99_ms", "round trip p99 (ms)", "{:.3f}"),
+    ("offered_bps", "offered load (Mbit/s)", "{:.3f}"),
+    ("send_rate_bps", "sender's achieved rate (Mbit/s)", "{:.3f}"),
+    ("backlog_p50_ms", "sender backlog p50 (ms)", "{:.3f}"),
+    ("backlog_p99_ms", "sender backlog p99 (ms)", "{:.3f}"),
     ("goodput_bps", "goodput (Mbit/s)", "{:.3f}"),
     ("duration_s", "duration (s)", "{:.3f}"),
     ("accounting_closes", "engine's books close", ""),
@@ -184,7 +192,7 @@ def _summary(run: RunData) -> str:
         values = summary[column]
         if values.isna().all():
             continue
-        if column == "goodput_bps":
+        if column.endswith("_bps"):
             values = as_float(values) / 1e6
         formatter = h.fmt_number(pattern) if pattern else h.fmt_value
         cells = "".join(f"<td>{h.esc(formatter(v))}</td>" for v in values)
@@ -195,6 +203,21 @@ def _summary(run: RunData) -> str:
             "From summary.csv (see results/README.md for the definitions). Delays are over "
             "delivered messages; goodput is delivered bytes × 8 over the time from first send "
             "to last delivery."
+        )
+        + h.caption(
+            "Loss % and out of order are what the receiving application saw; the engine's "
+            "rows are what the link itself did to the exchange's packets (both directions, "
+            "ACKs included). RFC 4737 counts a message out of order when it arrives after a "
+            "higher sequence number, so one packet sent ahead by the engine can make every "
+            "packet it overtook count: the two figures differ by definition, not by error."
+        )
+        + h.caption(
+            "Offered load is the workload's rate × message size; the sender's achieved rate "
+            "is what the application managed to hand to send() (lower when TCP's window was "
+            "full and send() blocked). Sender backlog is the time from send() to the "
+            "message's first appearance on the client's capture: microseconds for UDP and "
+            "RAW, and for TCP also the wait in the socket buffer for the window, a delay "
+            "the link did not add."
         )
     )
 

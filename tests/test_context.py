@@ -1,0 +1,98 @@
+"""Offered vs achieved rate, sender backlog and the engine's own percentages (pure)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab.analysis.context import (
+    FIRST_TX_COLUMNS,
+    datagram_first_transmissions,
+    engine_figures,
+    sending_figures,
+)
+
+MS = 1_000_000
+T0 = 1_796_177_413_000_000_000
+
+
+def _messages(protocol: str, t_send: list[int], size: int = 100) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "protocol": protocol,
+            "seq": np.arange(len(t_send)),
+            "size": size,
+            "t_send_ns": pd.array(t_send, dtype="Int64"),
+        }
+    )
+
+
+def test_paced_sender_achieves_the_offered_rate_and_blocked_one_does_not() -> None:
+    # 11 messages of 100 B every 1 ms: 800 kbit/s offered and achieved
+    paced = _messages("udp", [T0 + i * MS for i in range(11)])
+    # the same 11 messages, but send() blocked: the last one was handed over at 20 ms
+    blocked = _messages("tcp", [T0 + i * 2 * MS for i in range(11)])
+    figures = sending_figures(
+        pd.concat([paced, blocked], ignore_index=True),
+        pd.DataFrame(columns=list(FIRST_TX_COLUMNS)),
+        offered_bps=800_000,
+    ).set_index("protocol")
+    assert figures.loc["udp", "send_rate_bps"] == pytest.approx(800_000)
+    assert figures.loc["tcp", "send_rate_bps"] == pytest.approx(400_000)
+    assert (figures["offered_bps"] == 800_000).all()
+    assert math.isnan(figures.loc["udp", "backlog_p50_ms"]), "no capture: no backlog figure"
+
+
+def test_backlog_is_send_to_first_transmission() -> None:
+    messages = _messages("tcp", [T0 + i * MS for i in range(4)])
+    first_tx = pd.DataFrame(
+        {
+            "protocol": "tcp",
+            "seq": [0, 1, 2, 3],
+            "t_first_tx_ns": pd.array([T0, T0 + 3 * MS, T0 + 2 * MS, T0 + 3 * MS], dtype="Int64"),
+        }
+    )
+    row = sending_figures(messages, first_tx, 1.0).iloc[0]
+    # waits 0, 2, 0, 0 ms: median 0, p99 (RFC 2330 nearest rank) 2 ms
+    assert row["backlog_p50_ms"] == pytest.approx(0.0)
+    assert row["backlog_p99_ms"] == pytest.approx(2.0)
+
+
+def test_first_transmission_of_datagrams_keeps_the_clients_first_copy() -> None:
+    client, server = 0xC6120001, 0xC6120002
+    packets = pd.DataFrame(
+        {
+            "ts_ns": pd.array([10, 11, 12, 13, 14], dtype="Int64"),
+            "src": pd.array([client, server, client, client, client], dtype="UInt32"),
+            "lab_seq": pd.array([0, 0, 1, 1, pd.NA], dtype="UInt32"),
+        }
+    )
+    table = datagram_first_transmissions(packets, "udp", client)
+    assert table["seq"].tolist() == [0, 1]
+    assert table["t_first_tx_ns"].tolist() == [10, 12], "the echo and a later copy do not count"
+
+
+def test_engine_figures_sum_both_directions() -> None:
+    by_protocol = pd.DataFrame(
+        {
+            "protocol": ["tcp", "tcp", "udp"],
+            "direction": ["client_to_server", "server_to_client", "client_to_server"],
+            "packets": [150, 50, 1000],
+            "dropped_loss": [8, 2, 45],
+            "dropped_queue": [0, 0, 5],
+            "duplicated": [2, 0, 10],
+            "corrupted": [0, 4, 0],
+            "reordered": [20, 0, 97],
+        }
+    )
+    figures = engine_figures(by_protocol).set_index("protocol")
+    assert figures.loc["tcp", "engine_packets"] == 200
+    assert figures.loc["tcp", "engine_loss_pct"] == pytest.approx(5.0)
+    assert figures.loc["tcp", "engine_corrupt_pct"] == pytest.approx(2.0)
+    assert figures.loc["udp", "engine_loss_pct"] == pytest.approx(5.0), "queue drops count"
+    assert figures.loc["udp", "engine_reorder_pct"] == pytest.approx(9.7)
+    assert figures.loc["udp", "engine_duplicate_pct"] == pytest.approx(1.0)
+    assert engine_figures(by_protocol.iloc[0:0]).empty
