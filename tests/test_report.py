@@ -25,7 +25,7 @@ from lab.report import _run_figures as figs
 from lab.report import render_report, render_sweep
 from lab.report.commands import register
 from lab.report.listing import compare_runs, list_runs
-from lab.report.sweep import mathis_bps, mean_ci, t_quantile
+from lab.report.sweep import mathis_bps, mean_ci, model_table, read_sweep, t_quantile
 from lab.results import FORMAT_VERSION
 from tests.conftest import write_scenario
 
@@ -528,19 +528,85 @@ def test_render_sweep(tmp_path: Path) -> None:
         "TCP retransmitted segments",
     ):
         assert f"<h3>{title}</h3>" in html
-    assert "Mathis model (TCP)" in html
-    # synthetic TCP goodput is half the model at 1 and 2 %, capped by 8 Mbit/s... at 5 %: half
-    assert "Measured TCP goodput is 0.50–0.50 × the model (median 0.50 ×)" in html
+    for name in ("Mathis", "CUBIC", "PFTK"):
+        assert f"{name} model (TCP)" in html  # the curve on the goodput figure
+        assert f'<th class="">measured / {name}</th>' in html  # the ratio column
+    # synthetic TCP goodput is half of Mathis at 1, 2 and 5 %; CUBIC is Reno-friendly there
+    # (= Mathis); PFTK's ratios are checked by hand in test_sweep_model_table
+    assert (
+        "Measured TCP goodput is 0.50–0.50 × the Mathis model (median 0.50 ×, 3 loss value(s)); "
+        "0.50–0.50 × the CUBIC model (median 0.50 ×, 3 loss value(s)); "
+        "0.62–1.17 × the PFTK model (median 0.75 ×, 3 loss value(s))."
+    ) in html
+    assert "At loss 0 no model is defined" in html
+    assert "T0 = RTT + 200 ms (Linux&#x27;s minimum RTO" in html
+    for sentence in ("Mathis et al. (1997) assume", "The CUBIC model (RFC 9438", "PFTK (Padhye"):
+        assert f"<li>{sentence}" in html
     assert "t(0.975, n−1)" in html
     assert '<a href="runs/loss-sweep-loss%3D1-r0/report.html">' in html
     assert '<a href="runs/loss-sweep-loss%3D2-r0/">' in html  # no report yet: the folder
     assert html.count("<script") == html.count("</script>")
 
 
+def test_sweep_model_table(tmp_path: Path) -> None:
+    tidy = read_sweep(make_sweep(tmp_path / "s"))
+    table = model_table(tidy).set_index("loss %")
+    assert list(table.index) == [0.0, 1.0, 2.0, 5.0]
+    # loss 0: the measurement, no model
+    assert table.loc[0.0, "measured Mbit/s (mean)"] == pytest.approx(8.0)
+    assert table.loc[0.0, ["Mathis Mbit/s", "CUBIC Mbit/s", "PFTK Mbit/s"]].isna().all()
+    assert table.loc[0.0, ["measured / Mathis", "measured / PFTK"]].isna().all()
+    row = table.loc[2.0]
+    # MSS 1448 B, RTT 20 ms, p = 0.02, T0 = 20 + 200 ms = 0.22 s, b = 1:
+    #   Mathis: 1448 * 8 / 0.02 * 1.2247449 / sqrt(0.02) = 579200 * 8.660254 = 5.01602 Mbit/s
+    #   PFTK:   0.02 * sqrt(2 * 0.02 / 3) = 0.0023094; 3 * sqrt(3 * 0.02 / 8) = 0.2598076;
+    #           0.22 * 0.2598076 * 0.02 * (1 + 32 * 0.0004) = 0.0011578;
+    #           1 / (0.0023094 + 0.0011578) = 288.418 pkt/s * 11584 bit = 3.34103 Mbit/s
+    assert row["T0 ms"] == pytest.approx(220)
+    assert row["Mathis Mbit/s"] == pytest.approx(5.01602, rel=1e-5)
+    assert row["CUBIC Mbit/s"] == pytest.approx(5.01602, rel=1e-5)
+    assert row["CUBIC region"] == "Reno-friendly"
+    assert row["PFTK Mbit/s"] == pytest.approx(3.34103, rel=1e-5)
+    measured = 0.5 * 5.01602  # the synthetic repetitions are 0.95, 1 and 1.05 x this
+    assert row["measured Mbit/s (mean)"] == pytest.approx(measured, rel=1e-5)
+    assert row["measured / Mathis"] == pytest.approx(0.5, rel=1e-5)
+    assert row["measured / PFTK"] == pytest.approx(measured / 3.34103, rel=1e-5)
+
+
+def test_sweep_models_with_measured_rto(tmp_path: Path) -> None:
+    folder = make_sweep(tmp_path / "s")
+    frame = pd.read_csv(folder / "sweep.csv")
+    frame["rto_ms"] = 1000.0
+    frame.to_csv(folder / "sweep.csv", index=False)
+    table = model_table(read_sweep(folder)).set_index("loss %")
+    # T0 = 1 s: 0.02 * sqrt(0.04 / 3) = 0.0023094; 1 * 0.2598076 * 0.02 * 1.0128 = 0.0052627
+    #   1 / 0.0075721 = 132.064 pkt/s * 11584 bit = 1.52983 Mbit/s
+    assert table.loc[2.0, "T0 ms"] == 1000
+    assert table.loc[2.0, "PFTK Mbit/s"] == pytest.approx(1.52983, rel=1e-5)
+    assert "the measured retransmission timeout" in render_sweep(folder).read_text()
+
+
+@pytest.mark.parametrize("rtt", [None, 0.0])
+def test_sweep_models_without_rtt(tmp_path: Path, rtt: float | None) -> None:
+    # an older sweep.csv without base_rtt_ms, or a link without delay: the page says why
+    folder = make_sweep(tmp_path / "s")
+    frame = pd.read_csv(folder / "sweep.csv")
+    if rtt is None:
+        frame = frame.drop(columns=["base_rtt_ms"])
+    else:
+        frame["base_rtt_ms"] = rtt
+    frame.to_csv(folder / "sweep.csv", index=False)
+    html = render_sweep(folder).read_text()
+    assert "No model at loss 1, 2, 5 %: sweep.csv has no usable base_rtt_ms" in html
+    assert "not comparable with the PFTK model (no defined value)" in html
+    assert "measured / CUBIC" in html  # the table is still there, with dashes
+    assert "Mathis model (TCP)" not in html  # no curve from undefined inputs
+
+
 def test_sweep_of_another_parameter_has_no_model(tmp_path: Path) -> None:
     folder = make_sweep(tmp_path / "s", parameter="impairment.reorder")
     html = render_sweep(folder).read_text()
-    assert "Mathis" not in html
+    assert "Mathis" not in html and "PFTK" not in html and "CUBIC model" not in html
     assert "Against impairment.reorder" in html
 
 

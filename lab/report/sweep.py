@@ -1,8 +1,10 @@
 """``sweep.html``: the metrics of a sweep against the swept parameter, one curve per protocol.
 
 Each point is the mean over repetitions with a 95 % confidence interval from the
-t-distribution. For a loss sweep, TCP goodput is set against the Mathis et al. (1997)
-model, ``rate = (MSS / RTT) · C / √p`` with C = √(3/2) ≈ 1.22.
+t-distribution. For a loss sweep, TCP goodput is set against three steady-state models
+(:mod:`lab.analysis.tcp_models`): Mathis et al. (1997), CUBIC's response function (RFC
+9438 §5 with its Reno-friendly region, §4.3) and Padhye et al. (1998, "PFTK", with
+timeouts): per loss value the measured mean, each model and the ratio measured / model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from lab.analysis.tcp_models import (
+    LINUX_RTO_MIN_MS,
+    PFTK_B,
+    cubic_bps,
+    cubic_region,
+    linux_rto_ms,
+    mathis_bps,
+    pftk_bps,
+)
 from lab.errors import ResultsError
 from lab.report import _html as h
 from lab.report._data import (
@@ -29,8 +40,8 @@ from lab.results import read_meta
 
 SWEEP_PAGE = "sweep.html"
 REQUIRED_COLUMNS = ("parameter", "value", "repetition", "protocol", "sent", "delivered")
-#: Mathis et al. (1997), "The macroscopic behavior of the TCP congestion avoidance algorithm".
-MATHIS_C = math.sqrt(3 / 2)
+#: A measured retransmission timeout per cell (ms); PFTK's T0 when sweep.csv has it.
+RTO_COLUMN = "rto_ms"
 
 #: Two-sided 95 % quantiles of Student's t by degrees of freedom (scipy is not a dependency).
 _T_975 = {
@@ -87,7 +98,7 @@ def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
         tidy["reorder_ratio"] = as_float(tidy["out_of_order"]) / delivered.where(delivered > 0)
     if "goodput_bps" in tidy:
         tidy["goodput_mbps"] = as_float(tidy["goodput_bps"]) / 1e6
-    for column in ("owd_p99_ms", "tcp_retransmissions", "base_rtt_ms", "mss_bytes"):
+    for column in ("owd_p99_ms", "tcp_retransmissions", "base_rtt_ms", "mss_bytes", RTO_COLUMN):
         if column in tidy:
             tidy[column] = as_float(tidy[column])
     return tidy
@@ -111,39 +122,114 @@ def is_loss_parameter(parameter: str) -> bool:
     return parameter.rsplit(".", 1)[-1] == "loss"
 
 
-def mathis_bps(mss_bytes: float, rtt_ms: float, loss_fraction: float) -> float:
-    """Mathis et al. (1997) steady-state TCP throughput in bit/s; NaN where undefined."""
-    if loss_fraction <= 0 or rtt_ms <= 0 or mss_bytes <= 0:
-        return math.nan
-    return 8 * mss_bytes / (rtt_ms / 1000) * MATHIS_C / math.sqrt(loss_fraction)
+@dataclass(frozen=True)
+class TcpModel:
+    """A throughput model as the sweep page shows it."""
+
+    name: str
+    legend: str
+    dash: str
+    #: One sentence for the page: what the model assumes, so a gap can be explained.
+    assumes: str
 
 
-def mathis_table(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Per loss value > 0: measured TCP goodput (mean), the model, and their ratio."""
-    tcp = tidy.loc[(tidy["protocol"] == "tcp") & (tidy["value"] > 0)]
-    if tcp.empty or not {"mss_bytes", "base_rtt_ms", "goodput_bps"} <= set(tcp.columns):
+MODELS = (
+    TcpModel(
+        "Mathis",
+        "Mathis et al. (1997): (MSS/RTT)·1.22/√p",
+        "dash",
+        "Mathis et al. (1997) assume a Reno flow that never leaves congestion avoidance: one "
+        "loss every 1/p packets, each repaired by fast retransmit with the window halved, an "
+        "ACK per segment, no timeout and no receiver-window limit.",
+    ),
+    TcpModel(
+        "CUBIC",
+        "CUBIC, RFC 9438 §5: max(cubic, Reno-friendly)",
+        "dot",
+        "The CUBIC model (RFC 9438 §5 and §4.3) assumes the same periodic losses but CUBIC's "
+        "window rules (growth along C·(t−K)³ + W_max with C = 0.4, reduction to 0.7 × the "
+        "window) and takes the larger of that average window and the Reno-friendly one; at "
+        "short RTTs and percent-level loss the Reno-friendly term wins ('CUBIC region') and "
+        "the model equals Mathis, so CUBIC's cubic growth cannot explain a gap there.",
+    ),
+    TcpModel(
+        "PFTK",
+        "PFTK, Padhye et al. (1998): with timeouts",
+        "dashdot",
+        "PFTK (Padhye et al. 1998) assumes Reno whose losses come in bursts within a round and "
+        "are repaired by fast retransmit or, when too few duplicate ACKs come back, by a "
+        "retransmission timeout of T0 doubling on each repeat, with the window capped at "
+        "Wmax; the idle timeouts put it below Mathis, more and more as p grows.",
+    ),
+)
+
+
+def model_bps(
+    name: str, mss_bytes: float, rtt_ms: float, loss_fraction: float, t0_ms: float
+) -> float:
+    """One of :data:`MODELS` in bit/s (NaN where undefined)."""
+    if name == "Mathis":
+        return mathis_bps(mss_bytes, rtt_ms, loss_fraction)
+    if name == "CUBIC":
+        return cubic_bps(mss_bytes, rtt_ms, loss_fraction)
+    if name == "PFTK":
+        return pftk_bps(mss_bytes, rtt_ms, loss_fraction, rto_ms=t0_ms)
+    raise ValueError(f"unknown TCP model {name!r}")
+
+
+def _column_mean(frame: pd.DataFrame, column: str) -> float:
+    return float(as_float(frame[column]).mean()) if column in frame else math.nan
+
+
+def model_table(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per loss value: measured TCP goodput (mean over repetitions), each model and the ratio.
+
+    Inputs per value: MSS = mss_bytes, RTT = base_rtt_ms, p = value / 100, T0 = rto_ms if
+    sweep.csv has it, else RTT + 200 ms. A model is NaN where it is undefined (loss 0, no
+    RTT or MSS, RTT 0); empty without TCP rows or goodput_bps.
+    """
+    if "goodput_bps" not in tidy:
         return pd.DataFrame()
+    tcp = tidy.loc[tidy["protocol"] == "tcp"]
     rows = []
     for key, group in tcp.groupby("value", sort=True):
         value = float(str(key))
-        model = mathis_bps(
-            float(group["mss_bytes"].mean()), float(group["base_rtt_ms"].mean()), value / 100
-        )
+        p = value / 100
+        mss = _column_mean(group, "mss_bytes")
+        rtt = _column_mean(group, "base_rtt_ms")
+        rto = _column_mean(group, RTO_COLUMN)
+        t0 = linux_rto_ms(rtt) if math.isnan(rto) else rto
         measured = as_float(group["goodput_bps"])
-        ratios = measured / model
-        rows.append(
-            {
-                "loss %": value,
-                "p": value / 100,
-                "repetitions": int(measured.notna().sum()),
-                "measured Mbit/s (mean)": measured.mean() / 1e6,
-                "model Mbit/s": model / 1e6,
-                "measured / model": measured.mean() / model,
-                "ratio min": ratios.min(),
-                "ratio max": ratios.max(),
-            }
-        )
+        mean = float(measured.mean())
+        row: dict[str, object] = {
+            "loss %": value,
+            "p": p,
+            "repetitions": int(measured.notna().sum()),
+            "measured Mbit/s (mean)": mean / 1e6,
+        }
+        for model in MODELS:
+            bps = model_bps(model.name, mss, rtt, p, t0)
+            row[f"{model.name} Mbit/s"] = bps / 1e6
+            row[f"measured / {model.name}"] = mean / bps
+            if model.name == "CUBIC":
+                row["CUBIC region"] = cubic_region(rtt, p) or None
+        row.update({"MSS bytes": mss, "RTT ms": rtt, "T0 ms": t0})
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _model_curves(model: pd.DataFrame, grid: np.ndarray) -> list[tuple[TcpModel, np.ndarray]]:
+    """Each model in Mbit/s over ``grid`` (loss %) from the mean inputs of the points above 0."""
+    points = model.loc[model["p"] > 0]
+    if points.empty:
+        return []
+    mss, rtt, t0 = (float(points[c].mean()) for c in ("MSS bytes", "RTT ms", "T0 ms"))
+    curves = []
+    for spec in MODELS:
+        values = np.array([model_bps(spec.name, mss, rtt, x / 100, t0) / 1e6 for x in grid])
+        if np.isfinite(values).any():
+            curves.append((spec, values))
+    return curves
 
 
 def _metric_figure(
@@ -170,19 +256,20 @@ def _metric_figure(
                 "± %{customdata[1]:.3g} (n = %{customdata[0]})<extra>%{fullData.name}</extra>",
             )
         )
-    if model is not None and not model.empty:
-        grid = np.linspace(float(model["loss %"].min()), float(model["loss %"].max()), 80)
-        scale = float((model["model Mbit/s"] * np.sqrt(model["p"])).mean())
-        fig.add_trace(
-            go.Scatter(
-                x=grid.round(4),
-                y=(scale / np.sqrt(grid / 100)).round(4),
-                mode="lines",
-                line={"color": h.protocol_color("tcp"), "dash": "dash", "width": 1.5},
-                name="Mathis model (TCP)",
-                hovertemplate="model: %{y:.3f} Mbit/s at %{x}%<extra></extra>",
+    if model is not None and len(model) and (model["p"] > 0).any():
+        losses = model["loss %"].loc[model["p"] > 0]
+        grid = np.linspace(float(losses.min()), float(losses.max()), 80)
+        for spec, values in _model_curves(model, grid):
+            fig.add_trace(
+                go.Scatter(
+                    x=grid.round(4),
+                    y=values.round(4),
+                    mode="lines",
+                    line={"color": h.protocol_color("tcp"), "dash": spec.dash, "width": 1.5},
+                    name=f"{spec.name} model (TCP)",
+                    hovertemplate=f"{spec.name}: %{{y:.3f}} Mbit/s at %{{x}}%<extra></extra>",
+                )
             )
-        )
     fig.update_xaxes(title_text=h.esc(parameter))
     fig.update_yaxes(title_text=metric.title, tickformat=metric.tick_format, rangemode="tozero")
     return fig
@@ -250,8 +337,11 @@ def _runs_table(tidy: pd.DataFrame, folder: Path) -> str:
     return h.table(pd.DataFrame(rows), raw_html=["run"])
 
 
-def _mathis_figure(tidy: pd.DataFrame, model: pd.DataFrame) -> go.Figure:
-    """Log-log: the model is a straight line of slope -1/2, the measurement beside it."""
+_MODEL_COLORS = {"Mathis": "#111827", "CUBIC": "#9333ea", "PFTK": "#be123c"}
+
+
+def _model_figure(tidy: pd.DataFrame, model: pd.DataFrame) -> go.Figure:
+    """Log-log: Mathis is a line of slope -1/2; the measurement and the other models beside it."""
     tcp = tidy.loc[(tidy["protocol"] == "tcp") & (tidy["value"] > 0)]
     stats = mean_ci(tcp, "goodput_mbps")
     fig = go.Figure()
@@ -267,65 +357,114 @@ def _mathis_figure(tidy: pd.DataFrame, model: pd.DataFrame) -> go.Figure:
             hovertemplate="%{x}%: %{y:.3f} Mbit/s<extra></extra>",
         )
     )
-    low, high = float(model["loss %"].min()), float(model["loss %"].max())
-    grid = np.geomspace(low, high, 60) if high > low else np.array([low])
-    scale = float((model["model Mbit/s"] * np.sqrt(model["p"])).mean())
-    fig.add_trace(
-        go.Scatter(
-            x=grid.round(5),
-            y=(scale / np.sqrt(grid / 100)).round(5),
-            mode="lines",
-            line={"color": "#111827", "dash": "dash", "width": 1.5},
-            name="Mathis model: (MSS/RTT)·1.22/√p",
-            hovertemplate="model: %{y:.3f} Mbit/s at %{x}%<extra></extra>",
-        )
-    )
+    losses = model["loss %"].loc[model["p"] > 0]
+    if not losses.empty:
+        low, high = float(losses.min()), float(losses.max())
+        grid = np.geomspace(low, high, 60) if high > low else np.array([low])
+        for spec, values in _model_curves(model, grid):
+            fig.add_trace(
+                go.Scatter(
+                    x=grid.round(5),
+                    y=values.round(5),
+                    mode="lines",
+                    line={"color": _MODEL_COLORS[spec.name], "dash": spec.dash, "width": 1.6},
+                    name=spec.legend,
+                    hovertemplate=f"{spec.name}: %{{y:.3f}} Mbit/s at %{{x}}%<extra></extra>",
+                )
+            )
     fig.update_xaxes(type="log", title_text="loss % (log)")
     fig.update_yaxes(type="log", title_text="TCP goodput, Mbit/s (log)")
     return fig
 
 
-def _mathis_section(tidy: pd.DataFrame, model: pd.DataFrame) -> str:
+def _ratio_summary(model: pd.DataFrame) -> str:
+    parts = []
+    for spec in MODELS:
+        ratio = model[f"measured / {spec.name}"].dropna()
+        if len(ratio):
+            parts.append(
+                f"{ratio.min():.2f}–{ratio.max():.2f} × the {spec.name} model "
+                f"(median {ratio.median():.2f} ×, {len(ratio)} loss value(s))"
+            )
+        else:
+            parts.append(f"not comparable with the {spec.name} model (no defined value)")
+    return "Measured TCP goodput is " + "; ".join(parts) + "."
+
+
+def _model_notes(model: pd.DataFrame) -> list[str]:
+    """Why a model cell is '–': said on the page, never a crash."""
+    notes = []
+    if (model["p"] <= 0).any():
+        notes.append(
+            "At loss 0 no model is defined (each predicts unbounded throughput as p → 0; the "
+            "link and the sender set the rate there): that row has the measurement only."
+        )
+    points = model.loc[model["p"] > 0]
+    undefined = points.loc[points[[f"{m.name} Mbit/s" for m in MODELS]].isna().all(axis=1)]
+    if len(undefined):
+        values = ", ".join(format_value(v) for v in undefined["loss %"])
+        notes.append(
+            f"No model at loss {values} %: sweep.csv has no usable base_rtt_ms / mss_bytes "
+            "there (missing, or 0 as on a link without delay), and the models need both."
+        )
+    return notes
+
+
+def _model_section(tidy: pd.DataFrame, model: pd.DataFrame) -> str:
     if model.empty:
         return h.note(
-            "Mathis model not drawn: no TCP cell with loss > 0, or sweep.csv lacks "
-            "mss_bytes / base_rtt_ms / goodput_bps."
+            "TCP models (Mathis, CUBIC, PFTK) not drawn: no TCP cell, or sweep.csv lacks "
+            "goodput_bps."
         )
-    ratio = model["measured / model"].dropna()
-    summary = (
-        f"Measured TCP goodput is {ratio.min():.2f}–{ratio.max():.2f} × the model "
-        f"(median {ratio.median():.2f} ×) over the {len(ratio)} loss values above 0."
-        if len(ratio)
-        else "No measured TCP goodput to compare."
+    measured_rto = RTO_COLUMN in tidy and tidy[RTO_COLUMN].notna().any()
+    t0_text = (
+        "T0 = the measured retransmission timeout (rto_ms in sweep.csv)"
+        if measured_rto
+        else f"T0 = RTT + {LINUX_RTO_MIN_MS:.0f} ms (Linux's minimum RTO; sweep.csv records no "
+        "measured RTO)"
     )
+    ratio_formats = {f"measured / {m.name}": h.fmt_number("{:.3f}") for m in MODELS}
+    rate_formats = {f"{m.name} Mbit/s": h.fmt_number("{:.3f}") for m in MODELS}
+    table = h.table(
+        model,
+        formats={
+            "p": h.fmt_number("{:.4f}"),
+            "measured Mbit/s (mean)": h.fmt_number("{:.3f}"),
+            "RTT ms": h.fmt_number("{:.1f}"),
+            "T0 ms": h.fmt_number("{:.0f}"),
+            **ratio_formats,
+            **rate_formats,
+        },
+    )
+    assumptions = "".join(f"<li>{h.esc(spec.assumes)}</li>" for spec in MODELS)
     return (
-        "<h3>TCP goodput against the Mathis et al. (1997) model</h3>"
-        + f"<p>{h.esc(summary)}</p>"
-        + f'<div class="figgrid"><div>{h.figure(_mathis_figure(tidy, model), 360)}</div><div>'
-        + h.table(
-            model,
-            formats={
-                "p": h.fmt_number("{:.4f}"),
-                "measured / model": h.fmt_number("{:.3f}"),
-                "ratio min": h.fmt_number("{:.3f}"),
-                "ratio max": h.fmt_number("{:.3f}"),
-            },
-        )
-        + "</div></div>"
+        "<h3>TCP goodput against three models: Mathis (1997), CUBIC (RFC 9438), PFTK (1998)"
+        "</h3>"
+        + f"<p>{h.esc(_ratio_summary(model))}</p>"
+        + "".join(h.note(text) for text in _model_notes(model))
+        + f'<div class="figgrid"><div>{h.figure(_model_figure(tidy, model), 380)}</div>'
+        + f"<div><p>What each model assumes:</p><ul>{assumptions}</ul></div></div>"
+        + table
         + h.caption(
-            "Model: throughput ≈ (MSS / RTT) · 1.22 / √p with MSS = mss_bytes, RTT = "
-            "base_rtt_ms (the configured delay, no queueing) and p = the swept loss as a "
-            "fraction; p = 0 is left out (the model has no limit there). The model describes "
-            "a long-lived flow in congestion avoidance with loss on data segments only: "
-            "short transfers (slow start), timeouts, ACK loss and the sender's pacing make "
-            "the measurement depart from it; 'ratio min/max' span the repetitions."
+            "Models, in bit/s of payload: Mathis = (MSS / RTT) · √(3/2) / √p; CUBIC = "
+            "max(AVG_W_cubic, √(3 / 2p)) · MSS / RTT with AVG_W_cubic = (C·(3 + β) / (4·(1 − "
+            "β)))^¼ · RTT^¾ / p^¾ (RFC 9438 §5, RTT in s, C = 0.4, β = 0.7) and √(3 / 2p) the "
+            "average of the Reno-friendly AIMD window of §4.3; PFTK = MSS · min(Wmax / RTT, 1 / "
+            "(RTT·√(2bp/3) + T0 · min(1, 3·√(3bp/8)) · p · (1 + 32p²))) with "
+            f"b = {PFTK_B:g} (Linux grows cwnd per segment acknowledged, not per ACK, so delayed "
+            f"ACKs do not slow it), Wmax unlimited (not recorded) and {t0_text}. Inputs: MSS = "
+            "mss_bytes, RTT = base_rtt_ms (the configured delay, no queueing), p = the swept "
+            "loss as a fraction; '–' where a model is undefined. All three describe a long-lived "
+            "flow in steady state with p the rate of loss events: slow start of a short "
+            "transfer, several losses in one window (Linux reduces the window once for them), "
+            "ACK loss and the sender's pacing make the measurement depart from them."
         )
     )
 
 
 def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
     loss = is_loss_parameter(parameter)
-    model = mathis_table(tidy) if loss else pd.DataFrame()
+    model = model_table(tidy) if loss else pd.DataFrame()
     figures = []
     for metric in METRICS:
         if metric.column not in tidy or tidy[metric.column].isna().all():
@@ -339,7 +478,7 @@ def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
         "with a single repetition."
     )
     if loss:
-        body += _mathis_section(tidy, model)
+        body += _model_section(tidy, model)
     body += "<h3>Means and 95 % confidence intervals</h3>" + _means_table(tidy)
     body += "<h3>Runs</h3>" + _runs_table(tidy, folder)
     return body
