@@ -169,6 +169,10 @@ def read_states() -> list[dict[str, object]]:
     return states
 
 
+#: Bytes of incomplete IP datagrams a testbed namespace holds for reassembly (4 MiB default).
+IPFRAG_HIGH_THRESH = 256 * 1024 * 1024
+
+
 def _configure_namespace(host: Host, congestion_control: str) -> str:
     """Loopback up, IPv6 off, IANA ephemeral ports, link address and route.
 
@@ -186,6 +190,11 @@ def _configure_namespace(host: Host, congestion_control: str) -> str:
         ("net.ipv6.conf.default.disable_ipv6", "1"),
         # RFC 6335 dynamic ports, 49152-65535, instead of Linux's 32768-60999
         ("net.ipv4.ip_local_port_range", f"{EPHEMERAL_PORT_START} 65535"),
+        # Datagrams whose fragments the link dropped wait for reassembly (ipfrag_time,
+        # 30 s). Past the default 4 MiB of such queues the kernel drops every new
+        # fragment: large lossy datagrams then lose more than the link took, and the
+        # next exchange loses everything. Room for what one run can leave pending.
+        ("net.ipv4.ipfrag_high_thresh", str(IPFRAG_HIGH_THRESH)),
     ):
         _netns.write_sysctl(host.netns, key, value)
     with contextlib.suppress(PermissionError):  # EPERM: not an allowed algorithm (see above)
