@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from lab._terminal import markup_safe, visible
 from lab._version import __version__
 from lab.errors import LabError, ScenarioError
 
@@ -52,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             scenario,
             Path(args.scenario),
             Path(args.results),
-            progress=lambda text: status.update(f"{scenario.name}: {text}"),
+            progress=lambda text: status.update(markup_safe(f"{scenario.name}: {text}")),
         )
     if args.json:  # for scripts: the results folder and the summary, nothing else on stdout
         summary = json.loads(outcome.summary.to_json(orient="records"))
@@ -60,11 +61,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         document = {"results": str(outcome.path), "report": page and str(page), "summary": summary}
         print(json.dumps(document, indent=2))
         return 0
-    _print_summary(outcome.summary, title=f"{scenario.name} — {scenario.description}".strip(" —"))
+    _print_summary(
+        outcome.summary, title=markup_safe(f"{scenario.name} — {scenario.description}".strip(" —"))
+    )
     setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
     _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
     _render_if_available(outcome.path)
-    _stdout.print(f"results: [bold]{outcome.path}[/bold]")
+    _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
     return 0
 
 
@@ -95,17 +98,22 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return 0
     with Progress(*columns, console=_stdout, transient=False) as bar:
-        task = bar.add_task(scenario.name, total=None)
+        task = bar.add_task(markup_safe(scenario.name), total=None)
 
         def on_cell(index: int, total: int, cell: SweepCell) -> None:
             bar.update(
-                task, total=total, completed=index, description=f"{scenario.name}: {cell.label}"
+                task,
+                total=total,
+                completed=index,
+                description=markup_safe(f"{scenario.name}: {cell.label}"),
             )
 
         outcome = run_sweep(scenario, Path(args.scenario), Path(args.results), on_cell=on_cell)
     metrics = ["loss_pct", "owd_p99_ms", "goodput_bps"]
     means = outcome.table.groupby(["value", "protocol"])[metrics].mean().reset_index()
-    table = Table(title=f"{scenario.name}: mean over repetitions", title_justify="left")
+    table = Table(
+        title=markup_safe(f"{scenario.name}: mean over repetitions"), title_justify="left"
+    )
     for header in (
         outcome.table["parameter"].iloc[0],
         "protocol",
@@ -113,18 +121,18 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
         "OWD p99 ms",
         "goodput Mbit/s",
     ):
-        table.add_column(str(header), justify="right")
+        table.add_column(markup_safe(header), justify="right")
     for value, protocol, loss_pct, owd_p99_ms, goodput_bps in means.itertuples(index=False):
         table.add_row(
-            str(value),
-            str(protocol),
+            markup_safe(value),
+            markup_safe(protocol),
             f"{float(loss_pct):.2f}",
             f"{float(owd_p99_ms):.3f}",
             f"{float(goodput_bps) / 1e6:.3f}",
         )
     _stdout.print(table)
     _render_if_available(outcome.path, sweep=True)
-    _stdout.print(f"results: [bold]{outcome.path}[/bold]")
+    _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
     return 0
 
 
@@ -141,7 +149,7 @@ def _render_report(folder: Path, *, sweep: bool = False) -> Path | None:
 def _render_if_available(folder: Path, *, sweep: bool = False) -> None:
     page = _render_report(folder, sweep=sweep)
     if page is not None:
-        _stdout.print(f"report: [bold]{page}[/bold]")
+        _stdout.print(f"report: [bold]{markup_safe(page)}[/bold]")
 
 
 def _print_summary(summary: object, title: str) -> None:
@@ -200,7 +208,7 @@ def _print_summary(summary: object, title: str) -> None:
             if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 cells.append("–")
             else:
-                cells.append(fmt.format(int(value) if fmt == "{:d}" else value))
+                cells.append(markup_safe(fmt.format(int(value) if fmt == "{:d}" else value)))
         table.add_row(*cells)
     _stdout.print(table)
 
@@ -213,12 +221,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         try:
             scenario = load_scenario(path)
         except LabError as error:
-            _stderr.print(str(error), markup=False)
+            _stderr.print(visible(error), markup=False)
             failures += 1
             continue
-        _stdout.print(
-            f"{path}: ok ({scenario.name}: {', '.join(p.value for p in scenario.protocols)})"
-        )
+        protocols = ", ".join(p.value for p in scenario.protocols)
+        _stdout.print(markup_safe(f"{path}: ok ({scenario.name}: {protocols})"))
     return EXIT_USAGE if failures else 0
 
 
@@ -240,7 +247,10 @@ def _cmd_testbed_up(args: argparse.Namespace) -> int:
     testbed = build_persistent(
         scenario.impairment, scenario.seed, scenario.congestion_control, ground_truth
     )
-    _stdout.print(f"testbed [bold]{testbed.run_id}[/bold] is up ({scenario.name}); impaired link:")
+    _stdout.print(
+        f"testbed [bold]{testbed.run_id}[/bold] is up ({markup_safe(scenario.name)}); "
+        "impaired link:"
+    )
     for host in (testbed.client, testbed.server):
         _stdout.print(f"  {host.role:<6} {host.address:<12} namespace {host.netns}")
     pinned = route_congestion_control(testbed.client) or "the namespace default"
@@ -405,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         # a scenario error already starts with the file name, the most useful prefix
         text = str(error) if isinstance(error, ScenarioError) else f"lab: {error}"
-        _stderr.print(text, markup=False)
+        _stderr.print(visible(text), markup=False)
         return EXIT_USAGE
 
 

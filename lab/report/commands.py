@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from lab._terminal import markup_safe, visible
 from lab.errors import ResultsError
 
 
@@ -109,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"path": str(page), "kind": "sweep" if sweep else "run"})
     else:
-        _console().print(f"report: [bold]{page}[/bold]", highlight=False)
+        _console().print(f"report: [bold]{markup_safe(page)}[/bold]", highlight=False)
     return 0
 
 
@@ -126,9 +127,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     if not runs:
-        console.print(f"no runs in {root}", highlight=False)
+        console.print(f"no runs in {markup_safe(root)}", highlight=False)
     else:
-        table = Table(title=f"runs in {root}", title_justify="left")
+        table = Table(title=f"runs in {markup_safe(root)}", title_justify="left")
         for header in ("run", "started", "complete", "protocols", "summary", "report"):
             table.add_column(header, overflow="fold")
         for run in runs:
@@ -147,14 +148,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         console.print(table)
     err = Console(stderr=True, highlight=False)
     for problem in problems:
-        err.print(f"lab list: skipped {problem}", markup=False)
+        err.print(f"lab list: skipped {visible(problem)}", markup=False)
     return 0
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape  # noqa: PLC0415
-
-    return escape(text)
+    return markup_safe(text)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -176,7 +175,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _print_json({"a": str(run_a), "b": str(run_b), "csv": str(output), "rows": rows})
         return 0
     table = Table(
-        title=f"B - A   A = {run_a.resolve().name}   B = {run_b.resolve().name}",
+        title=markup_safe(f"B - A   A = {run_a.resolve().name}   B = {run_b.resolve().name}"),
         title_justify="left",
     )
     for header, justify in (
