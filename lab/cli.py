@@ -47,7 +47,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # validation first: nothing written on bad input
     if scenario.sweep is not None:
         return _run_sweep(scenario, args)
-    status = _stdout.status(f"running {scenario.name}", spinner="dots")
+    if not args.json:
+        _print_plan(scenario)
+    status = _stdout.status(f"running {markup_safe(scenario.name)}", spinner="dots")
     with status if not args.json else contextlib.nullcontext():
         outcome = run_scenario(
             scenario,
@@ -69,6 +71,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _render_if_available(outcome.path)
     _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
     return 0
+
+
+def _print_plan(scenario: Scenario) -> None:
+    """How long the run will take at most, before it starts (a typo in count shows here)."""
+    protocols = len(scenario.protocols)
+    sending = scenario.workload.send_duration_s
+    drain = scenario.timeouts.drain_s
+    _stdout.print(
+        markup_safe(
+            f"{scenario.name}: {protocols} protocol(s) x {sending:.3g} s of sending "
+            f"+ up to {drain:.3g} s drain each: about {protocols * sending:.3g} s, "
+            f"at most {protocols * (sending + drain):.3g} s plus set-up and analysis"
+        )
+    )
 
 
 def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:

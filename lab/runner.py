@@ -30,6 +30,7 @@ from lab.analysis.summary import summarize
 from lab.analysis.wire import analyze_run as analyze_wire
 from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
+from lab.errors import TestbedError
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
@@ -239,6 +240,14 @@ def run_scenario(
         )
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
+        if testbed.backend == "userspace" and engine["ground_truth"] is None:
+            # every table but the engine's is written; without its record of every
+            # packet, losses cannot be explained: the run is not complete
+            raise TestbedError(
+                f"{folder.path}: the impairment engine did not write its ground truth "
+                "(killed before it could): run incomplete"
+            )
+        folder.meta["drain_s"] = scenario.timeouts.drain_s  # derived when the file gives none
         folder.finish(
             testbed_setup_s=round(testbed.setup_s, 4),
             testbed_teardown_s=round(testbed.teardown_s, 4),

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from lab.errors import ScenarioError
-from lab.impairment.spec import ImpairmentSpec
+from lab.impairment.spec import Direction, ImpairmentSpec
 
 #: Bytes of the lab's message header (seq u32, length u32, send time u64 ns).
 MESSAGE_HEADER_SIZE = 16
@@ -115,11 +115,20 @@ class Ports(_Frozen):
         return self
 
 
+#: drain_s when the file gives none and the link holds packets briefly.
+DEFAULT_DRAIN_S = 3.0
+#: What a derived drain_s adds to the longest time the link may hold a packet.
+DRAIN_MARGIN_S = 1.0
+MAX_DRAIN_S = 600.0
+
+
 class Timeouts(_Frozen):
     """Bounds that keep every run finite."""
 
     connect_s: Annotated[float, Strict(), Field(gt=0, le=60)] = 5.0
-    drain_s: Annotated[float, Strict(), Field(gt=0, le=600)] = 3.0
+    drain_s: Annotated[float, Strict(), Field(gt=0, le=MAX_DRAIN_S)] = DEFAULT_DRAIN_S
+    """After the last send, how long the receiver waits for stragglers. Absent from the
+    file, it is derived from the link (see :meth:`Scenario.link_hold_s`)."""
     run_s: Annotated[float, Strict(), Field(gt=0, le=3600)] = 120.0
 
 
@@ -202,6 +211,59 @@ class Scenario(_Frozen):
     impairment: ImpairmentSpec = ImpairmentSpec()
     sweep: Sweep | None = None
 
+    def link_hold_s(self) -> float:
+        """The longest the link may hold a message on its way (both ways for echo)."""
+        hold = {d: self.impairment.for_direction(d).longest_hold_s() for d in Direction}
+        one_way = hold[Direction.CLIENT_TO_SERVER]
+        if self.workload.pattern is Pattern.ECHO:
+            return one_way + hold[Direction.SERVER_TO_CLIENT]
+        return one_way
+
+    @model_validator(mode="after")
+    def _bounded_in_time(self) -> Scenario:
+        """Every run ends, and waits long enough that a delivered message is never called lost.
+
+        A drain shorter than the link's longest hold would end the receiver while the
+        engine still holds delivered packets (reported lost), so it is derived from the
+        link when the file gives none, and refused when the file gives too little.
+        """
+        workload, timeouts = self.workload, self.timeouts
+        sending = workload.send_duration_s
+        if sending > timeouts.run_s:
+            raise ValueError(
+                f"@workload.count@ {workload.count} messages at {workload.messages_per_second:g}"
+                f"/s take {_duration(sending)} to send, longer than timeouts.run_s = "
+                f"{timeouts.run_s:g} s; lower count, raise the rate, or raise timeouts.run_s "
+                "(at most 3600)"
+            )
+        round_trip = sum(self.impairment.for_direction(d).delay_ms / 1000 for d in Direction)
+        if Protocol.TCP in self.protocols and round_trip >= timeouts.connect_s:
+            raise ValueError(
+                f"@timeouts.connect_s@ {timeouts.connect_s:g} s is not longer than a round "
+                f"trip over this link ({round_trip:g} s of delay): TCP could never connect"
+            )
+        needed = self.link_hold_s()
+        if "drain_s" in timeouts.model_fields_set:
+            if timeouts.drain_s < needed:
+                raise ValueError(
+                    f"@timeouts.drain_s@ {timeouts.drain_s:g} s is shorter than the longest "
+                    f"the link may hold a message ({needed:.3g} s: delay, jitter at its "
+                    f"extreme, a full queue at rate_bps); give at least {needed:.3g} or leave "
+                    "it out to have it derived"
+                )
+            return self
+        derived = max(DEFAULT_DRAIN_S, needed + DRAIN_MARGIN_S)
+        if derived > MAX_DRAIN_S:
+            raise ValueError(
+                f"@impairment@ the link may hold a message {needed:.3g} s (delay, jitter at "
+                f"its extreme, a full queue at rate_bps): more than the longest drain "
+                f"({MAX_DRAIN_S:g} s); shorten the delay or the queue, or raise rate_bps"
+            )
+        if derived == timeouts.drain_s:
+            return self
+        drained = timeouts.model_copy(update={"drain_s": derived})
+        return self.model_copy(update={"timeouts": drained})
+
     @model_validator(mode="after")
     def _unique_protocols(self) -> Scenario:
         if len(set(self.protocols)) != len(self.protocols):
@@ -212,6 +274,17 @@ class Scenario(_Frozen):
                 "(16-byte header + 4-byte CRC-32)"
             )
         return self
+
+
+def _duration(seconds: float) -> str:
+    """A duration a reader takes in at a glance: 90 s, 2.5 h, 23.1 days."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86_400:.3g} days"
 
 
 _FIELD_IN_MESSAGE = re.compile(r"^@(?P<field>[^@]+)@ (?P<message>.*)$", re.S)

@@ -6,6 +6,7 @@ against what the engine says it did.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -225,3 +226,18 @@ def test_large_fragmented_datagrams_lose_what_the_link_drops_in_either_order(
             half_width = 3.29 * math.sqrt(n * p * (1 - p))  # 99.9 % normal approximation
             assert abs(row["lost"] - n * p) <= half_width, f"{order} {protocol}: {row['lost']}"
             assert row["unexplained"] == 0, f"{order} {protocol}"
+
+
+def test_delay_longer_than_the_default_drain_delivers_everything(tmp_path: Path) -> None:
+    """5 s of delay, drain left out: derived (6 s), so nothing delivered is called lost,
+    and the run is complete with the engine's record of every packet."""
+    outcome = run_body(
+        tmp_path,
+        'protocols = ["udp"]\n[workload]\ncount = 10\nrate = 100\n[impairment]\ndelay_ms = 5000\n',
+    )
+    row = summary_row(outcome, "udp")
+    assert row["delivered"] == 10, row
+    assert 5000 <= row["owd_p50_ms"] < 5100
+    meta = json.loads((outcome.path / "meta.json").read_text())
+    assert meta["complete"] is True and meta["drain_s"] == 6.0
+    assert meta["ground_truth"]["packets"] == 10

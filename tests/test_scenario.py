@@ -263,3 +263,68 @@ def test_sweep_rejections(sweep: dict[str, object], expected: str) -> None:
         scenario = parse_scenario({"name": "x", "sweep": sweep}, "s.toml")
         sweep_cells(scenario, "s.toml")
     assert str(caught.value).startswith(expected), str(caught.value)
+
+
+# ------------------------------------------------------------------ bounded in time
+
+
+def test_drain_is_derived_from_the_longest_hold_of_the_link() -> None:
+    long = parse_scenario({"name": "x", "protocols": ["udp"], "impairment": {"delay_ms": 60_000}})
+    assert long.timeouts.drain_s == pytest.approx(61.0)
+    # normal jitter reaches 4 x jitter (netem's s16 tables): 20 + 4 x 5 ms, both ways for echo
+    echo = parse_scenario(
+        {
+            "name": "x",
+            "workload": {"pattern": "echo"},
+            "impairment": {"delay_ms": 2000, "jitter_ms": 500},
+        }
+    )
+    assert echo.link_hold_s() == pytest.approx(2 * (2.0 + 0.5 * 32767 / 8192))
+    # a full queue of 1500-byte packets at the bottleneck: 50 x 12000 bit / 100 kbit/s = 6 s
+    queued = parse_scenario({"name": "x", "impairment": {"rate_bps": 100_000, "queue_limit": 50}})
+    assert queued.timeouts.drain_s == pytest.approx(7.0)
+    assert parse_scenario({"name": "x"}).timeouts.drain_s == 3.0, "a short hold keeps 3 s"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"name": "x", "workload": {"count": 1_000_000, "rate": 1}},
+            "s.toml: workload.count: 1000000 messages at 1/s take 11.6 days to send, longer than "
+            "timeouts.run_s = 120 s; lower count, raise the rate, or raise timeouts.run_s (at most 3600)",
+        ),
+        (
+            {
+                "name": "x",
+                "protocols": ["udp"],
+                "timeouts": {"drain_s": 3.0},
+                "impairment": {"delay_ms": 60_000},
+            },
+            "s.toml: timeouts.drain_s: 3 s is shorter than the longest the link may hold a message "
+            "(60 s: delay, jitter at its extreme, a full queue at rate_bps); give at least 60 or "
+            "leave it out to have it derived",
+        ),
+        (
+            {"name": "x", "impairment": {"delay_ms": 3000}},
+            "s.toml: timeouts.connect_s: 5 s is not longer than a round trip over this link "
+            "(6 s of delay): TCP could never connect",
+        ),
+        (
+            {"name": "x", "protocols": ["udp"], "impairment": {"rate_bps": 1000}},
+            "s.toml: impairment: the link may hold a message 1.2e+04 s (delay, jitter at its "
+            "extreme, a full queue at rate_bps): more than the longest drain (600 s); shorten "
+            "the delay or the queue, or raise rate_bps",
+        ),
+    ],
+)
+def test_runs_that_could_not_end_or_would_misreport_are_refused(
+    tmp_path: Path, data: dict[str, object], expected: str
+) -> None:
+    import tomli_w
+
+    path = tmp_path / "s.toml"
+    path.write_text(tomli_w.dumps(data))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value) == expected.replace("s.toml", str(path), 1)

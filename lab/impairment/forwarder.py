@@ -148,7 +148,9 @@ class Forwarder:
                 break
             timeout: float | None = None
             if heap:
-                timeout = max(0.0, (heap[0][0] - now()) / 1e9)
+                # wake for the next departure, or for the end of the stop grace if sooner
+                wake_at = heap[0][0] if self._stop_at is None else min(heap[0][0], self._stop_at)
+                timeout = max(0.0, (wake_at - now()) / 1e9)
             elif self._stop_at is not None:
                 break
             try:

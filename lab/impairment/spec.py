@@ -85,6 +85,12 @@ class DirectionOverride(_LinkFields):
     """Fields given for one direction only; unset fields fall back to the link's."""
 
 
+#: The largest IP packet on the testbed link (TUN and veth MTU): a bound for queue time.
+LINK_MTU_BYTES = 1500
+#: netem's delay tables span +-32767 / 8192 jitter units: about 4 x jitter at the extremes.
+JITTER_TABLE_REACH = 32767 / 8192
+
+
 class LinkImpairment(_Frozen):
     """Everything one direction of the link does to packets: fully resolved."""
 
@@ -119,6 +125,18 @@ class LinkImpairment(_Frozen):
             and self.corrupt == 0
             and self.rate_bps == 0
         )
+
+    def longest_hold_s(self, packet_bytes: int = LINK_MTU_BYTES) -> float:
+        """The longest this direction can hold a packet, in seconds: an upper bound.
+
+        Delay, plus jitter at its extreme (netem's distribution tables reach 4 x jitter:
+        s16 entries of at most 32767 in units of jitter / 8192; uniform reaches 1 x),
+        plus a full queue of ``packet_bytes`` packets serialized at ``rate_bps``.
+        """
+        spread = 1.0 if self.distribution is Distribution.UNIFORM else JITTER_TABLE_REACH
+        hold_ms = self.delay_ms + spread * self.jitter_ms
+        queue_s = self.queue_limit * packet_bytes * 8 / self.rate_bps if self.rate_bps else 0.0
+        return hold_ms / 1000 + queue_s
 
     def problems(self) -> list[tuple[str, str]]:
         """Invalid combinations as (field, message), checked after overrides resolve."""
