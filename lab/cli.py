@@ -30,6 +30,7 @@ from lab.errors import LabError, ScenarioError
 if TYPE_CHECKING:
     from lab.scenario import Scenario, SweepCell
 
+EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -59,18 +60,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if args.json:  # for scripts: the results folder and the summary, nothing else on stdout
         summary = json.loads(outcome.summary.to_json(orient="records"))
-        page = _render_report(outcome.path)
-        document = {"results": str(outcome.path), "report": page and str(page), "summary": summary}
+        page = _render_report(outcome.path, allow_incomplete=True)
+        document = {
+            "results": str(outcome.path),
+            "report": page and str(page),
+            "complete": outcome.complete,
+            "failed": outcome.failed,
+            "summary": summary,
+        }
         print(json.dumps(document, indent=2))
-        return 0
+        return 0 if outcome.complete else EXIT_INCOMPLETE
     _print_summary(
         outcome.summary, title=markup_safe(f"{scenario.name} — {scenario.description}".strip(" —"))
     )
     setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
     _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
-    _render_if_available(outcome.path)
+    _render_if_available(outcome.path, allow_incomplete=True)
     _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
-    return 0
+    return _report_failures(outcome.failed, outcome.path)
+
+
+def _report_failures(failed: dict[str, str], path: Path) -> int:
+    """Say which parts failed (the rest is in the folder); the exit status to return."""
+    if not failed:
+        return 0
+    for part, why in failed.items():
+        _stderr.print(visible(f"lab: {part} failed: {why}"), markup=False)
+    _stderr.print(visible(f"lab: {path}: incomplete; what did not fail is in it"), markup=False)
+    return EXIT_INCOMPLETE
 
 
 def _print_plan(scenario: Scenario) -> None:
@@ -108,11 +125,17 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     )
     if args.json:  # for scripts: no progress bar, the folder, the page and the table
         outcome = run_sweep(scenario, Path(args.scenario), Path(args.results))
-        page = _render_report(outcome.path, sweep=True)
+        page = _render_report(outcome.path, sweep=True, allow_incomplete=True)
         table = json.loads(outcome.table.to_json(orient="records"))
-        document = {"results": str(outcome.path), "report": page and str(page), "table": table}
+        document = {
+            "results": str(outcome.path),
+            "report": page and str(page),
+            "complete": not outcome.failed,
+            "failed": outcome.failed,
+            "table": table,
+        }
         print(json.dumps(document, indent=2))
-        return 0
+        return EXIT_INCOMPLETE if outcome.failed else 0
     with Progress(*columns, console=_stdout, transient=False) as bar:
         task = bar.add_task(markup_safe(scenario.name), total=None)
 
@@ -125,45 +148,52 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
             )
 
         outcome = run_sweep(scenario, Path(args.scenario), Path(args.results), on_cell=on_cell)
-    metrics = ["loss_pct", "owd_p99_ms", "goodput_bps"]
-    means = outcome.table.groupby(["value", "protocol"])[metrics].mean().reset_index()
+    echo = scenario.workload.pattern.value == "echo"  # round trips are the point there
+    metrics = {"loss_pct": ("loss %", 1.0, "{:.2f}")}
+    if echo:
+        metrics["rtt_p50_ms"] = ("RTT p50 ms", 1.0, "{:.3f}")
+    metrics["owd_p99_ms"] = ("OWD p99 ms", 1.0, "{:.3f}")
+    metrics["goodput_bps"] = ("goodput Mbit/s", 1e-6, "{:.3f}")
+    shown = [c for c in metrics if c in outcome.table]
+    means = outcome.table.groupby(["value", "protocol"])[shown].mean().reset_index()
     table = Table(
         title=markup_safe(f"{scenario.name}: mean over repetitions"), title_justify="left"
     )
-    for header in (
-        outcome.table["parameter"].iloc[0],
-        "protocol",
-        "loss %",
-        "OWD p99 ms",
-        "goodput Mbit/s",
-    ):
+    headers = [outcome.table["parameter"].iloc[0], "protocol"]
+    for header in (*headers, *(metrics[c][0] for c in shown)):
         table.add_column(markup_safe(header), justify="right")
-    for value, protocol, loss_pct, owd_p99_ms, goodput_bps in means.itertuples(index=False):
-        table.add_row(
-            markup_safe(value),
-            markup_safe(protocol),
-            f"{float(loss_pct):.2f}",
-            f"{float(owd_p99_ms):.3f}",
-            f"{float(goodput_bps) / 1e6:.3f}",
-        )
+    for row in means.itertuples(index=False):
+        value, protocol, *figures = row
+        cells = [
+            metrics[c][2].format(float(figure) * metrics[c][1])
+            for c, figure in zip(shown, figures, strict=True)
+        ]
+        table.add_row(markup_safe(value), markup_safe(protocol), *cells)
     _stdout.print(table)
-    _render_if_available(outcome.path, sweep=True)
+    _render_if_available(outcome.path, sweep=True, allow_incomplete=True)
     _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
-    return 0
+    return _report_failures(
+        {f"cell {label}": why for label, why in outcome.failed.items()}, outcome.path
+    )
 
 
-def _render_report(folder: Path, *, sweep: bool = False) -> Path | None:
+def _render_report(
+    folder: Path, *, sweep: bool = False, allow_incomplete: bool = False
+) -> Path | None:
     """Write the HTML report (or sweep page) next to the CSVs; its path."""
     try:
         report = importlib.import_module("lab.report")
     except ImportError:  # the report stage is optional: the CSVs are the results
         return None
-    page: Path = report.render_sweep(folder) if sweep else report.render_report(folder)
+    render = report.render_sweep if sweep else report.render_report
+    page: Path = render(folder, allow_incomplete=allow_incomplete)
     return page
 
 
-def _render_if_available(folder: Path, *, sweep: bool = False) -> None:
-    page = _render_report(folder, sweep=sweep)
+def _render_if_available(
+    folder: Path, *, sweep: bool = False, allow_incomplete: bool = False
+) -> None:
+    page = _render_report(folder, sweep=sweep, allow_incomplete=allow_incomplete)
     if page is not None:
         _stdout.print(f"report: [bold]{markup_safe(page)}[/bold]")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,7 +31,7 @@ from lab.analysis.summary import summarize
 from lab.analysis.wire import analyze_run as analyze_wire
 from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
-from lab.errors import TestbedError
+from lab.errors import ExchangeError, TestbedError
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
@@ -51,6 +52,12 @@ class RunOutcome:
     exchanges: list[ExchangeResult]
     setup_s: float
     teardown_s: float
+    failed: dict[str, str] = field(default_factory=dict)
+    """Protocols whose exchange failed, with why; the others' results are kept."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
 
 
 def _quiet(_: str) -> None:
@@ -184,6 +191,7 @@ def run_scenario(
     progress(f"results: {folder.path}")
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
+    failed: dict[str, str] = {}
     try:
         with open_testbed(
             scenario.impairment,
@@ -205,13 +213,26 @@ def run_scenario(
                 progress(f"{protocol.value}: {scenario.workload.count} messages")
                 started = time.perf_counter()
                 hosts = (testbed.client, testbed.server)
-                with capture_link(folder.path, protocol.value, hosts) as stats:
-                    exchanges.append(run_exchange(scenario, protocol, testbed))
+                try:
+                    with capture_link(folder.path, protocol.value, hosts) as stats:
+                        exchanges.append(run_exchange(scenario, protocol, testbed))
+                except ExchangeError as error:  # the other protocols still run and count
+                    failed[protocol.value] = str(error)
+                    progress(f"{protocol.value}: failed: {error}")
+                    continue
                 captures += [
                     (protocol.value, role, s)
                     for role, s in zip(("client", "server"), stats, strict=True)
                 ]
                 progress(f"{protocol.value}: done in {time.perf_counter() - started:.2f} s")
+            folder.meta["protocol_status"] = {
+                p.value: failed.get(p.value, "complete") for p in scenario.protocols
+            }
+            if not exchanges:
+                raise ExchangeError(
+                    "every exchange failed: "
+                    + "; ".join(f"{name}: {why}" for name, why in failed.items())
+                )
             link_stats = testbed.link_stats()
         progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
         messages = pd.concat([e.messages for e in exchanges], ignore_index=True)
@@ -248,13 +269,18 @@ def run_scenario(
                 "(killed before it could): run incomplete"
             )
         folder.meta["drain_s"] = scenario.timeouts.drain_s  # derived when the file gives none
-        folder.finish(
-            testbed_setup_s=round(testbed.setup_s, 4),
-            testbed_teardown_s=round(testbed.teardown_s, 4),
-            link_stats=link_stats,
-            engine_overload_drops=overload,
+        run_fields: dict[str, Any] = {
+            "testbed_setup_s": round(testbed.setup_s, 4),
+            "testbed_teardown_s": round(testbed.teardown_s, 4),
+            "link_stats": link_stats,
+            "engine_overload_drops": overload,
             **engine,
-        )
+        }
+        if failed:  # every file of what ran is written; the run as a whole is not complete
+            reason = "; ".join(f"{name} failed: {why}" for name, why in failed.items())
+            folder.abandon(reason, **run_fields)
+        else:
+            folder.finish(**run_fields)
     except BaseException as error:
         reason = (
             "interrupted"
@@ -264,7 +290,7 @@ def run_scenario(
         folder.abandon(reason)
         raise
     return RunOutcome(
-        folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s
+        folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s, failed
     )
 
 
@@ -278,6 +304,8 @@ class SweepOutcome:
 
     path: Path
     table: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+    """Cells where a protocol's exchange failed (label -> why); their other rows are kept."""
 
 
 def _base_rtt_ms(scenario: Scenario) -> float:
@@ -310,6 +338,7 @@ def run_sweep(
     )
     aggregate.save_meta()
     rows: list[pd.DataFrame] = []
+    failed_cells: dict[str, str] = {}
     try:
         for index, cell in enumerate(cells):
             on_cell(index, len(cells), cell)
@@ -342,10 +371,20 @@ def run_sweep(
                     table["protocol"].map(retransmissions).where(table["protocol"] == "tcp")
                 )
             rows.append(table)
+            if outcome.failed:
+                failed_cells[cell.label] = "; ".join(
+                    f"{name} failed: {why}" for name, why in outcome.failed.items()
+                )
         on_cell(len(cells), len(cells), cells[-1])
         tidy = pd.concat(rows, ignore_index=True)
         aggregate.write_table("sweep", tidy)
-        aggregate.finish(cells=len(cells))
+        if failed_cells:
+            aggregate.abandon(
+                "; ".join(f"cell {label}: {why}" for label, why in failed_cells.items()),
+                cells=len(cells),
+            )
+        else:
+            aggregate.finish(cells=len(cells))
     except BaseException as error:
         reason = (
             "interrupted"
@@ -356,4 +395,4 @@ def run_sweep(
             aggregate.write_table("sweep", pd.concat(rows, ignore_index=True))
         aggregate.abandon(reason)
         raise
-    return SweepOutcome(aggregate.path, tidy)
+    return SweepOutcome(aggregate.path, tidy, failed_cells)

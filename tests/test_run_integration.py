@@ -329,3 +329,29 @@ def test_programs_under_exec_use_the_scenarios_congestion_control(
     assert f" {algorithm} " in ss, ss
     assert report["end"]["sender_tcp_congestion"] == algorithm, report["end"]
     assert report["end"]["receiver_tcp_congestion"] == algorithm, report["end"]
+
+
+def test_a_failed_exchange_keeps_the_other_protocols_results(tmp_path: Path) -> None:
+    """TCP cannot connect through a link that drops everything; UDP's results still count."""
+    path = write_scenario(
+        tmp_path,
+        'name = "dead"\nprotocols = ["tcp", "udp"]\n[workload]\ncount = 20\nrate = 100\n'
+        "[timeouts]\nconnect_s = 1.0\n[impairment]\nloss = 100\n",
+    )
+    done = subprocess.run(
+        [*LAB, "run", str(path), "--results", str(tmp_path / "results"), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    assert document["complete"] is False and list(document["failed"]) == ["tcp"]
+    udp = [row for row in document["summary"] if row["protocol"] == "udp"]
+    assert len(udp) == 1 and udp[0]["sent"] == 20 and udp[0]["lost"] == 20
+    folder = Path(document["results"])
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["complete"] is False and meta["incomplete_reason"].startswith("tcp failed: ")
+    assert meta["protocol_status"]["udp"] == "complete"
+    assert (folder / "summary.csv").exists() and (folder / "report.html").exists()
