@@ -75,7 +75,10 @@ def test_flows_of_a_mixed_capture(tmp_path: Path) -> None:
     assert tcp["fast_retransmissions"] == 1
     assert tcp["dup_acks"] == 4 and tcp["out_of_order"] == 0
     assert tcp["handshake_rtt_ms"] == pytest.approx(10.02)
-    assert tcp["rtt_samples"] == 1 and tcp["rtt_p50_ms"] == pytest.approx(10.05)
+    assert tcp["karn_rtt_samples"] == 1 and tcp["karn_rtt_p50_ms"] == pytest.approx(10.05)
+    # tshark's way: SYN 10.01, message 0 10.05, message 5 20.1 (from its first copy),
+    # its spurious resend 10.05, FIN 10.05 (the client's ACKs time its own turnaround)
+    assert tcp["ack_rtt_samples"] == 5 and tcp["ack_rtt_p50_ms"] == pytest.approx(10.05)
     lab = flows[("udp", "10.0.0.1", 50001)]
     assert lab["packets"] == 8 and lab["lab_seq_packets"] == 8
     assert (lab["lab_lost"], lab["lab_reordered"], lab["lab_duplicates"]) == (1, 1, 1)

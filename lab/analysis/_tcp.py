@@ -8,6 +8,20 @@ initiator, 1: towards it), ``ts_ns``, ``tcp_seq``, ``tcp_ack``, ``tcp_flags``,
 direction of one connection: every per-direction step is a groupby transform over
 ``g``, so thousands of connections cost no Python loop, and a 100k-segment
 connection costs a handful of numpy passes.
+
+The three round-trip times (``results/README.md`` uses the same words):
+
+* **handshake RTT** (:func:`handshakes`) — the SYN to the ACK that completes the
+  three-way handshake, as captured: one round trip plus one host's turnaround,
+  wherever the capture sat (Wireshark's ``tcp.analysis.initial_rtt``).
+* **Karn RTT** (:func:`karn_rtt_samples`) — per original data segment sent from the
+  capture point: the time to the first ACK of the peer covering its last byte;
+  segments whose bytes were ever retransmitted, and segments whose ACK came after a
+  retransmission sent in between, give none (RFC 6298 §3, Karn's algorithm).
+* **ack RTT** (:func:`ack_rtt_samples`) — per ACK, tshark's
+  ``tcp.analysis.ack_rtt``: the time from the earliest still-unacknowledged segment
+  whose end is exactly that ACK number; retransmitted data counts (timed from the
+  first copy) and a cumulative ACK times only the segment ending at its number.
 """
 
 from __future__ import annotations
@@ -43,6 +57,14 @@ def signed32(values: I64) -> I64:
 
 def _col(frame: pd.DataFrame, name: str, fill: int = 0) -> I64:
     return frame[name].to_numpy(dtype=np.int64, na_value=fill)
+
+
+def _well_formed(seg: pd.DataFrame) -> Mask:
+    """Rows whose TCP header is valid (data offset >= 20 bytes: the reader gives them a
+    payload length). tshark does not analyse the others, and no stack accepts them."""
+    if "payload_len" not in seg:
+        return np.ones(len(seg), dtype=np.bool_)
+    return seg["payload_len"].notna().to_numpy(dtype=np.bool_)
 
 
 def _joint_keys(*pairs: tuple[I64, npt.NDArray[np.int64] | npt.NDArray[np.float64]]) -> list[I64]:
@@ -160,10 +182,13 @@ def flag_segments(
       the peer has data outstanding above it. ``dup_count`` numbers them in a run.
     * ``retransmission`` — the segment carries data (or SYN/FIN) and starts below the
       highest sequence number already seen in its direction (a cumulative max over
-      seq_end). On a capture at the sender (``at_sender``) that is exact: a sender
-      only goes back for data it sent. Elsewhere the flags may come from the sender's
-      capture (``truth_retx``, NaN where unknown). Failing that, when the sender
-      numbers its IPv4 packets with a counter (Linux, Windows: see
+      seq_end), keep-alives excepted (at most one byte just below that maximum once
+      the peer has acknowledged everything). On a capture at the sender
+      (``at_sender``) that is exact (a sender only goes back for data it sent) and
+      counts what the sender kernel's ``Tcp.RetransSegs`` counts, when every
+      segment leaves as its own packet (no TSO). Elsewhere the flags may come from
+      the sender's capture (``truth_retx``, NaN where unknown). Failing that, when
+      the sender numbers its IPv4 packets with a counter (Linux, Windows: see
       :func:`_ip_id_order`), a segment going back with a new IP ID is a resend and
       one with an old ID a reordered original. Otherwise tshark's heuristic: going
       back within ``ooo_threshold_ns`` of the segment that advanced the sequence
@@ -215,19 +240,22 @@ def flag_segments(
     t_set = pd.Series(np.where(advanced, ts, np.nan)).groupby(g).ffill()
     t_high = t_set.groupby(g).shift().to_numpy(dtype=np.float64)  # when prev_high was set
 
-    control = (flags & (SYN | FIN | RST)) > 0
-    keepalive = (plen <= 1) & ~control & (seq == prev_high - 1)  # RFC 9293 §3.8.4
-    carries = ((end - seq) > 0) & ~keepalive
-    behind = carries & (seq < prev_high)
-    key = pd.DataFrame({"g": g, "id": _col(out, "ip_id", -1), "s": _col(out, "tcp_seq")})
-    key["a"], key["l"] = _col(out, "tcp_ack"), plen
-    copy = key.duplicated().to_numpy() & out["ip_id"].notna().to_numpy()
-
     # the highest ACK each direction has sent so far, and the peer's as of each row
     ack_s = pd.Series(ack)
     best = ack_s.groupby(g).cummax().groupby(g).ffill()
     peer_best = asof_peer(flow, direction, best.to_numpy(dtype=np.float64))
     acked = (plen > 0) & (end <= peer_best)  # all of it acknowledged already
+
+    control = (flags & (SYN | FIN | RST)) > 0
+    # RFC 9293 §3.8.4: a keep-alive repeats the last byte (or none) once everything
+    # is acknowledged; one byte resent while it is still outstanding is a
+    # retransmission (tshark calls both keep-alive, the kernel counts the latter)
+    keepalive = (plen <= 1) & ~control & (seq == prev_high - 1) & (peer_best >= prev_high)
+    carries = ((end - seq) > 0) & ~keepalive
+    behind = carries & (seq < prev_high)
+    key = pd.DataFrame({"g": g, "id": _col(out, "ip_id", -1), "s": _col(out, "tcp_seq")})
+    key["a"], key["l"] = _col(out, "tcp_ack"), plen
+    copy = key.duplicated().to_numpy() & out["ip_id"].notna().to_numpy()
 
     # tshark's rule (4.x): back within the window, not ending where the highest
     # segment ends, not already acknowledged -> reordered rather than resent
@@ -298,12 +326,16 @@ def _ip_id_order(group: I64, ip_id: I64) -> tuple[Mask, Mask]:
 
 def handshakes(seg: pd.DataFrame) -> pd.DataFrame:
     """Per flow: times of the SYN, SYN/ACK and the ACK completing the handshake
-    (RFC 9293 §3.5), and ``rtt_ns`` = ACK - SYN.
+    (RFC 9293 §3.5), and ``rtt_ns`` = ACK - SYN, the **handshake RTT**.
 
-    That sum is one round trip wherever the capture was taken (Wireshark's
-    initial RTT); ``at_client`` says whether the SYN -> SYN/ACK gap dominates, i.e.
-    the capture sat at the initiator. A retransmitted SYN is ambiguous (RFC 6298 §3,
-    Karn): the last SYN before the SYN/ACK is used, a lower bound.
+    Handshake RTT: the time from the SYN to the initiator's ACK of the SYN/ACK, as
+    captured. At the initiator that is the round trip plus the initiator's own
+    turnaround, at the responder the responder's turnaround plus the round trip:
+    one round trip wherever the capture was taken (Wireshark's initial RTT,
+    ``tcp.analysis.initial_rtt``). ``at_client`` says whether the SYN -> SYN/ACK gap
+    dominates, i.e. the capture sat at the initiator. A retransmitted SYN is
+    ambiguous (RFC 6298 §3, Karn): the last SYN before the SYN/ACK is used, as
+    Wireshark does, a lower bound.
     """
     columns = ["flow", "t_syn_ns", "t_synack_ns", "t_ack_ns", "rtt_ns", "at_client"]
     flags = _col(seg, "tcp_flags")
@@ -335,19 +367,23 @@ def handshakes(seg: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("flow").reset_index()[columns]
 
 
-def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
-    """RTT samples: a data segment to the first ACK of the peer covering its last byte.
+def karn_rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
+    """**Karn RTT** samples: an original data segment to the first ACK of the peer
+    covering its last byte (RFC 6298 §3).
 
-    Karn's algorithm (RFC 6298 §3): no sample from a segment whose bytes were ever
-    retransmitted. Also skipped (conservatively): a segment whose covering ACK came
-    after some retransmission sent in between, since that cumulative ACK was held
-    back by a hole below, not by the path. ``use`` selects rows taken at the sender
-    of their direction (elsewhere a "sample" would time the peer's ACK delay).
-    Like the sender's own estimator without timestamps, samples include delayed
-    ACKs and lost ACKs (a later ACK then covers the segment).
-    Returns flow, dir, ts_ns (the segment), rtt_ns, seq_end.
+    Karn's algorithm: no sample from a segment whose bytes were ever retransmitted.
+    Also skipped (conservatively): a segment whose covering ACK came after some
+    retransmission sent in between, since that cumulative ACK was held back by a
+    hole below, not by the path. ``use`` selects rows taken at the sender of their
+    direction (elsewhere a "sample" would time the peer's ACK delay). Every segment
+    of a cumulative ACK gives a sample (one ACK for two segments: two samples, the
+    first one longer by the gap between them); like the sender's own estimator
+    without timestamps, samples include delayed ACKs and lost ACKs (a later ACK
+    then covers the segment).
+    Returns flow, dir, ts_ns (the segment), rtt_ns, seq_end, row and ack_row (the
+    positions in ``seg`` of the segment and of the ACK).
     """
-    columns = ["flow", "dir", "ts_ns", "rtt_ns", "seq_end"]
+    columns = ["flow", "dir", "ts_ns", "rtt_ns", "seq_end", "row", "ack_row"]
     if len(seg) == 0:
         return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
     g = _col(seg, "g")
@@ -359,7 +395,7 @@ def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
     data = use & (seg["len"].to_numpy() > 0) & ~retx & ~seg["copy"].to_numpy(dtype=np.bool_)
 
     # the peer's cumulative ACK, non-decreasing within each direction, in capture order
-    has = ~np.isnan(ack)
+    has = ~np.isnan(ack) & _well_formed(seg)
     a_g, a_pos, a_ts = g[has], pos[has], ts[has]
     a_best = pd.Series(ack[has]).groupby(a_g).cummax().to_numpy(dtype=np.float64)
     order = np.lexsort((a_pos, a_g))
@@ -402,6 +438,128 @@ def rtt_samples(seg: pd.DataFrame, use: Mask) -> pd.DataFrame:
             "ts_ns": ts[rows],
             "rtt_ns": rtt[keep],
             "seq_end": end[rows],
+            "row": rows,
+            "ack_row": ack_pos[keep],
+        }
+    )
+
+
+def _acknowledged_points(seg: pd.DataFrame) -> F64:
+    """Each row's acknowledgment field as a point of the peer's relative sequence space.
+
+    Rows with the ACK flag have :func:`relative`'s ``ack``. tshark reads the field of
+    every segment, also without the flag (a bare RST carries 0): such a raw value is
+    placed within 2^31 of the peer's highest sequence number seen so far (the
+    modulo-2^32 comparison tshark makes), NaN before the peer's first segment.
+    """
+    ack = seg["ack"].to_numpy(dtype=np.float64).copy()
+    bare = np.isnan(ack)
+    if not bare.any():
+        return ack
+    g = _col(seg, "g")
+    isn = (_col(seg, "tcp_seq") - _col(seg, "seq")) % _WRAP  # constant per direction
+    isn_by_g = pd.Series(isn).groupby(g).first()
+    high = pd.Series(_col(seg, "seq_end")).groupby(g).cummax().to_numpy(dtype=np.float64)
+    peer_high = asof_peer(_col(seg, "flow"), _col(seg, "dir"), high)
+    peer_isn = isn_by_g.reindex(g ^ 1).to_numpy(dtype=np.float64)
+    ok = bare & ~np.isnan(peer_high) & ~np.isnan(peer_isn)
+    ref = peer_high[ok].astype(np.int64)
+    raw_ref = (peer_isn[ok].astype(np.int64) + ref) % _WRAP
+    ack[ok] = ref + signed32(_col(seg, "tcp_ack")[ok] - raw_ref)
+    return ack
+
+
+def _previous_at_least(values: F64, block: I64) -> I64:
+    """For each position: the last earlier position of its block holding a value
+    >= its own, -1 if none (NaN never qualifies, nor asks).
+
+    "Previous greater-or-equal element" by pointer jumping: every position starts at
+    its predecessor and, while that holds less than its own value, jumps to the
+    predecessor's own answer (everything skipped is smaller). All positions jump
+    at once, so a run of increasing values halves each round: O(n log n) numpy work.
+    """
+    n = values.size
+    vals = np.where(np.isnan(values), -np.inf, values)
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = block[1:] != block[:-1]
+    jump = np.arange(n, dtype=np.int64) - 1
+    jump[first] = -1
+    # a new maximum of its block has none (most ACKs: the cumulative ACK only grows)
+    before = pd.Series(vals).groupby(block).cummax().groupby(block).shift()
+    jump[before.to_numpy(dtype=np.float64, na_value=-np.inf) < vals] = -1
+    active = np.flatnonzero((jump >= 0) & ~np.isnan(values))
+    while active.size:
+        target = jump[active]
+        smaller = vals[target] < vals[active]
+        active = active[smaller]
+        jump[active] = jump[target[smaller]]
+        active = active[jump[active] >= 0]
+    return np.where(np.isnan(values), -1, jump)
+
+
+def ack_rtt_samples(seg: pd.DataFrame) -> pd.DataFrame:
+    """**ack RTT** samples, computed as tshark 4.x computes ``tcp.analysis.ack_rtt``.
+
+    tshark keeps, per direction, a list of the segments that carry data (or SYN or
+    FIN) and no ACK number of the peer has reached yet; every segment of the peer
+    then removes those its acknowledgment field reaches or passes, and when that
+    field equals a listed segment's end (seq + len + SYN + FIN) it becomes a sample:
+    the ACK's time minus that segment's, the earliest-captured one if several copies
+    (an original and its resends) share that end. So at most one sample per ACK; a
+    cumulative ACK times only the segment that ends at its number (the latest of
+    those it covers); a resent segment is timed from its first copy (no Karn), and
+    samples exist in both directions, whatever the capture point (a direction
+    captured at its receiver times the local ACK delay). Like tshark, it reads the
+    acknowledgment field of segments without the ACK flag (see
+    :func:`_acknowledged_points`) and ignores segments with an invalid header; unlike
+    tshark it does not stop listing after 10,000 unacknowledged segments.
+    Returns flow, dir (of the data segment), ts_ns (the segment), rtt_ns, row and
+    ack_row (positions in ``seg``).
+    """
+    columns = ["flow", "dir", "ts_ns", "rtt_ns", "row", "ack_row"]
+    if len(seg) == 0:
+        return pd.DataFrame({c: np.zeros(0, dtype=np.int64) for c in columns})
+    g = _col(seg, "g")
+    ts = _col(seg, "ts_ns")
+    end = _col(seg, "seq_end")
+    flags = _col(seg, "tcp_flags")
+    pos = np.arange(len(seg), dtype=np.int64)
+    point = _acknowledged_points(seg)
+    valid = _well_formed(seg)
+    point[~valid] = np.nan
+
+    # an ACK at p with value v kills every listed segment ending at or below v: a
+    # segment ending at v is still listed at p iff it came after the last earlier
+    # segment of the ACK's direction whose value was >= v
+    order = np.lexsort((pos, g))
+    previous = _previous_at_least(point[order], g[order])
+    killer = np.full(len(seg), -1, dtype=np.int64)
+    killer[order] = np.where(previous >= 0, order[np.maximum(previous, 0)], -1)
+
+    listed = valid & ((_col(seg, "len") > 0) | ((flags & (SYN | FIN)) > 0))
+    asks = np.flatnonzero(~np.isnan(point))
+    l_rows = np.flatnonzero(listed)
+    l_order = np.lexsort((l_rows, end[l_rows], g[l_rows]))
+    l_rows = l_rows[l_order]
+    # the earliest listed segment of the peer ending exactly at v, after the killer
+    l_key, q_key = _joint_keys((g[l_rows], end[l_rows]), (g[asks] ^ 1, point[asks]))
+    _, rank = np.unique(np.concatenate((l_key, q_key)), return_inverse=True)
+    l_key, q_key = rank[: l_rows.size], rank[l_rows.size :]  # < 2n: no overflow below
+    scale = np.int64(len(seg) + 1)
+    idx = np.searchsorted(l_key * scale + l_rows, q_key * scale + killer[asks] + 1)
+    found = idx < l_rows.size
+    found[found] &= l_key[idx[found]] == q_key[found]
+    hit = l_rows[np.minimum(idx, max(l_rows.size - 1, 0))]
+    found &= hit < asks
+    acks, rows = asks[found], hit[found]
+    return pd.DataFrame(
+        {
+            "flow": _col(seg, "flow")[rows],
+            "dir": _col(seg, "dir")[rows],
+            "ts_ns": ts[rows],
+            "rtt_ns": ts[acks] - ts[rows],
+            "row": rows,
+            "ack_row": acks,
         }
     )
 

@@ -44,8 +44,10 @@ FLOW_COLUMNS = (
     "out_of_order",
     "spurious",
     "handshake_rtt_ms",
-    "rtt_samples",
-    "rtt_p50_ms",
+    "karn_rtt_samples",
+    "karn_rtt_p50_ms",
+    "ack_rtt_samples",
+    "ack_rtt_p50_ms",
     "lab_seq_packets",
     "lab_lost",
     "lab_reordered",
@@ -54,13 +56,25 @@ FLOW_COLUMNS = (
 _TCP_COUNTS = ("retransmissions", "fast_retransmissions", "dup_acks", "out_of_order", "spurious")
 _LAB_COUNTS = ("lab_seq_packets", "lab_lost", "lab_reordered", "lab_duplicates")
 
+#: Columns of ``CaptureReport.rtt_samples``: one row per sample of either kind.
+RTT_SAMPLE_COLUMNS = ("flow", "dir", "kind", "ts_ns", "rtt_ns", "frame", "ack_frame", "counted")
+_COUNT_COLUMNS = (*_TCP_COUNTS, "karn_rtt_samples", "ack_rtt_samples")
+
 I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
 class CaptureReport:
     """What ``lab analyze`` found in one file: its flows (largest first) and the
-    reader's counts (records, packets, skipped records and why)."""
+    reader's counts (records, packets, skipped records and why).
+
+    ``rtt_samples`` (:data:`RTT_SAMPLE_COLUMNS`) holds every TCP RTT sample: ``kind``
+    "karn" or "ack" (see :mod:`lab.analysis._tcp`), ``dir`` of the data segment,
+    ``frame`` / ``ack_frame`` its and its ACK's frame numbers (1-based, as Wireshark
+    counts) and ``counted`` whether the flow's figures include it (the segment was
+    sent by the host the capture sat at, or that is unknown). "ack" rows are exactly
+    tshark's ``tcp.analysis.ack_rtt`` values, in both directions.
+    """
 
     path: Path
     linktype: int
@@ -124,15 +138,10 @@ def _address_text(frame: PcapFrame, column: str, rows: I64) -> list[str]:
     return out
 
 
-def analyze_frame(frame: PcapFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-flow table (:data:`FLOW_COLUMNS`, largest flows first) and TCP RTT samples
-    (flow, dir, ts_ns, rtt_ns) of an already-read capture."""
+def _flows(frame: PcapFrame) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
+    """Per packet: its flow number (bidirectional 5-tuple, in order of appearance),
+    its direction (0: from the initiator) and whether it is a TCP segment."""
     p = frame.packets
-    n = len(p)
-    if n == 0:
-        return pd.DataFrame(columns=list(FLOW_COLUMNS)), pd.DataFrame(
-            columns=["flow", "dir", "ts_ns", "rtt_ns"]
-        )
     proto = p["proto"].to_numpy(dtype=np.int64)
     sport = p["sport"].to_numpy(dtype=np.int64, na_value=-1)
     dport = p["dport"].to_numpy(dtype=np.int64, na_value=-1)
@@ -143,13 +152,62 @@ def analyze_frame(frame: PcapFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     flow = keys.groupby(["proto", "lo", "hi"], sort=False).ngroup().to_numpy(dtype=np.int64)
 
     flags = p["tcp_flags"].to_numpy(dtype=np.int64, na_value=0)
-    is_tcp = (proto == IPPROTO_TCP) & p["tcp_seq"].notna().to_numpy()
+    is_tcp = (proto == IPPROTO_TCP) & p["tcp_seq"].notna().to_numpy(dtype=np.bool_)
     syn = is_tcp & ((flags & (_tcp.SYN | _tcp.ACK)) == _tcp.SYN)
-    rows = pd.DataFrame({"flow": flow, "src": src_ep, "syn": syn, "pos": np.arange(n)})
+    rows = pd.DataFrame({"flow": flow, "src": src_ep, "syn": syn})
     first_src = rows.groupby("flow")["src"].first()
     syn_src = rows.loc[syn].groupby("flow")["src"].first()
     initiator = syn_src.combine_first(first_src)
     direction = (src_ep != initiator.reindex(flow).to_numpy()).astype(np.int64)
+    return flow.astype(np.int64), direction, is_tcp
+
+
+#: Columns of :func:`tcp_segment_flags`.
+SEGMENT_FLAG_COLUMNS = (
+    "frame",
+    "flow",
+    "dir",
+    "seq",
+    "seq_end",
+    "len",
+    "ack",
+    "sent_here",
+    "retransmission",
+    "fast_retransmission",
+    "spurious",
+    "out_of_order",
+    "dup_ack",
+)
+
+
+def tcp_segment_flags(frame: PcapFrame) -> pd.DataFrame:
+    """Per TCP segment of a capture: what ``lab analyze`` counts it as
+    (:data:`SEGMENT_FLAG_COLUMNS`: ``seq`` and ``seq_end`` relative to the ISN,
+    ``len`` payload bytes, ``ack`` relative to the peer's ISN (NaN without the ACK
+    flag), ``sent_here`` its direction leaves the host the capture sat at, known from
+    the handshake)."""
+    flow, direction, is_tcp = _flows(frame)
+    if not is_tcp.any():
+        return pd.DataFrame(columns=list(SEGMENT_FLAG_COLUMNS))
+    _, flagged, at_sender, _ = _flag_tcp(frame.packets.loc[is_tcp], flow[is_tcp], direction[is_tcp])
+    table = flagged.assign(sent_here=at_sender)
+    return table[list(SEGMENT_FLAG_COLUMNS)].reset_index(drop=True)
+
+
+def analyze_frame(frame: PcapFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-flow table (:data:`FLOW_COLUMNS`, largest flows first) and TCP RTT samples
+    (:data:`RTT_SAMPLE_COLUMNS`) of an already-read capture."""
+    p = frame.packets
+    n = len(p)
+    if n == 0:
+        return pd.DataFrame(columns=list(FLOW_COLUMNS)), pd.DataFrame(
+            columns=list(RTT_SAMPLE_COLUMNS)
+        )
+    proto = p["proto"].to_numpy(dtype=np.int64)
+    sport = p["sport"].to_numpy(dtype=np.int64, na_value=-1)
+    dport = p["dport"].to_numpy(dtype=np.int64, na_value=-1)
+    flow, direction, is_tcp = _flows(frame)
+    rows = pd.DataFrame({"flow": flow, "pos": np.arange(n)})
 
     ts = p["ts_ns"].to_numpy(dtype=np.int64)
     size = p["ip_len"].to_numpy(dtype=np.int64)
@@ -185,7 +243,7 @@ def analyze_frame(frame: PcapFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     lab = (proto == IPPROTO_UDP) | (proto == LAB_RAW_PROTO)
     lab &= p["lab_seq"].notna().to_numpy()
     flows = flows.join(_lab_seq_flows(p.loc[lab, "lab_seq"], flow[lab], direction[lab]))
-    for name in (*_TCP_COUNTS, "rtt_samples"):
+    for name in _COUNT_COLUMNS:
         flows[name] = flows[name].astype("Int64") if name in flows else pd.NA
     for name in _LAB_COUNTS:
         flows[name] = flows[name].astype("Int64") if name in flows else pd.NA
@@ -197,16 +255,55 @@ def _tcp_flows(
     packets: pd.DataFrame, flow: I64, direction: I64
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per TCP flow: retransmissions, duplicate ACKs, out-of-order, spurious, handshake
-    and RTT samples, judged as :mod:`lab.analysis._tcp` does for a single capture.
+    RTT, Karn and ack RTT samples, judged as :mod:`lab.analysis._tcp` does for a
+    single capture.
 
     Where the handshake shows which end the capture sat at (``capture_at``), the
     direction that end sends is judged as at a sender (exact) and the other as at a
     receiver; elsewhere tshark's timing heuristic separates reordering from
-    retransmission.
+    retransmission. The RTT figures count the samples of segments sent from the
+    capture point (both directions when it is unknown): at a receiver a "sample"
+    would time that host's own ACK delay.
     """
-    rtt_columns = ["flow", "dir", "ts_ns", "rtt_ns"]
     if packets.empty:
-        return pd.DataFrame(index=pd.Index([], name="flow")), pd.DataFrame(columns=rtt_columns)
+        empty = pd.DataFrame(columns=list(RTT_SAMPLE_COLUMNS))
+        return pd.DataFrame(index=pd.Index([], name="flow")), empty
+    seg, flagged, at_sender, shakes = _flag_tcp(packets, flow, direction)
+    known = shakes["at_client"].reindex(flow).notna().to_numpy(dtype=np.bool_)
+    counted = at_sender | ~known
+    samples = _sample_table(
+        seg,
+        _tcp.karn_rtt_samples(flagged, counted),
+        _tcp.ack_rtt_samples(seg),
+        counted,
+    )
+    by = flagged.groupby("flow")
+    table = pd.DataFrame(
+        {
+            "retransmissions": by["retransmission"].sum(),
+            "fast_retransmissions": by["fast_retransmission"].sum(),
+            "dup_acks": by["dup_ack"].sum(),
+            "out_of_order": by["out_of_order"].sum(),
+            "spurious": by["spurious"].sum(),
+        }
+    )
+    table["capture_at"] = (
+        shakes["at_client"].map({True: "client", False: "server"}).reindex(table.index)
+    )
+    table["handshake_rtt_ms"] = shakes["rtt_ns"].reindex(table.index) / 1e6
+    for kind in ("karn", "ack"):
+        mine = samples.loc[(samples["kind"] == kind) & samples["counted"]]
+        rtt_by = mine.groupby("flow")["rtt_ns"]
+        table[f"{kind}_rtt_samples"] = rtt_by.size().reindex(table.index).fillna(0)
+        table[f"{kind}_rtt_p50_ms"] = rtt_by.median().reindex(table.index) / 1e6
+    return table, samples
+
+
+def _flag_tcp(
+    packets: pd.DataFrame, flow: I64, direction: I64
+) -> tuple[pd.DataFrame, pd.DataFrame, npt.NDArray[np.bool_], pd.DataFrame]:
+    """The TCP segments made relative, their flags, which rows were captured at their
+    sender, and the handshakes (indexed by flow)."""
     seg = packets.reset_index(drop=True).assign(flow=flow, dir=direction)
     seg["g"] = 2 * seg["flow"] + seg["dir"]
     seg = _tcp.relative(seg)
@@ -227,25 +324,36 @@ def _tcp_flows(
         ooo_threshold_ns=ooo.astype(np.int64),
         fast_window_ns=fast.astype(np.int64),
     )
-    samples = _tcp.rtt_samples(flagged, at_sender | ~known)
-    by = flagged.groupby("flow")
-    table = pd.DataFrame(
-        {
-            "retransmissions": by["retransmission"].sum(),
-            "fast_retransmissions": by["fast_retransmission"].sum(),
-            "dup_acks": by["dup_ack"].sum(),
-            "out_of_order": by["out_of_order"].sum(),
-            "spurious": by["spurious"].sum(),
-        }
-    )
-    table["capture_at"] = (
-        shakes["at_client"].map({True: "client", False: "server"}).reindex(table.index)
-    )
-    table["handshake_rtt_ms"] = shakes["rtt_ns"].reindex(table.index) / 1e6
-    rtt_by = samples.groupby("flow")["rtt_ns"]
-    table["rtt_samples"] = rtt_by.size().reindex(table.index).fillna(0)
-    table["rtt_p50_ms"] = rtt_by.median().reindex(table.index) / 1e6
-    return table, samples[rtt_columns]
+    return seg, flagged, at_sender, shakes
+
+
+def _sample_table(
+    seg: pd.DataFrame, karn: pd.DataFrame, ack: pd.DataFrame, counted: npt.NDArray[np.bool_]
+) -> pd.DataFrame:
+    """Both kinds of RTT samples in one table (:data:`RTT_SAMPLE_COLUMNS`), frames
+    instead of row positions, in order of the ACK."""
+    frames = seg["frame"].to_numpy(dtype=np.int64)
+    parts = []
+    for kind, part in (("karn", karn), ("ack", ack)):
+        rows = part["row"].to_numpy(dtype=np.int64)
+        ack_rows = part["ack_row"].to_numpy(dtype=np.int64)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "flow": part["flow"].to_numpy(dtype=np.int64),
+                    "dir": part["dir"].to_numpy(dtype=np.int64),
+                    "kind": kind,
+                    "ts_ns": part["ts_ns"].to_numpy(dtype=np.int64),
+                    "rtt_ns": part["rtt_ns"].to_numpy(dtype=np.int64),
+                    "frame": frames[rows],
+                    "ack_frame": frames[ack_rows],
+                    "counted": counted[rows],
+                },
+                columns=list(RTT_SAMPLE_COLUMNS),
+            )
+        )
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(["ack_frame", "kind"], kind="stable", ignore_index=True)
 
 
 def _lab_seq_flows(lab_seq: pd.Series, flow: I64, direction: I64) -> pd.DataFrame:

@@ -5,7 +5,8 @@ The client-side capture shows client -> server segments as sent (before the
 impairment) and server -> client segments as received; the server-side capture the
 reverse. Each direction is therefore judged where it is exact: retransmissions, fast
 retransmissions, duplicate ACKs and RTT samples at the sender; out-of-order arrival,
-spurious retransmissions and head-of-line blocking at the receiver. A segment is
+spurious retransmissions and head-of-line blocking at the receiver (the RTT
+definitions, Karn and ack RTT, are in :mod:`lab.analysis._tcp`). A segment is
 recognised on both captures by (IP ID, seq, ack, length), since the engine rewrites
 none of them and Linux gives every segment of a connection a new IP ID.
 """
@@ -60,15 +61,21 @@ TCP_STATS_COLUMNS = (
     "out_of_order",
     "spurious",
     "handshake_rtt_ms",
-    "rtt_samples",
-    "rtt_p50_ms",
-    "rtt_p99_ms",
+    "karn_rtt_samples",
+    "karn_rtt_p50_ms",
+    "karn_rtt_p99_ms",
+    "ack_rtt_samples",
+    "ack_rtt_p50_ms",
+    "ack_rtt_p99_ms",
     "wire_bytes",
     "payload_bytes",
     "retransmitted_bytes",
     "overhead_ratio",
 )
-RTT_COLUMNS = ("client_port", "direction", "ts_ns", "rtt_ns")
+#: One row per RTT sample taken at the sender's capture of its direction: ``kind``
+#: "karn" or "ack" (definitions in :mod:`lab.analysis._tcp`), ``frame`` and
+#: ``ack_frame`` in that capture (client_to_server: the client's, else the server's).
+RTT_COLUMNS = ("client_port", "direction", "kind", "ts_ns", "rtt_ns", "frame", "ack_frame")
 HOL_COLUMNS = (
     "seq",
     "first_byte",
@@ -230,20 +237,37 @@ def analyze_tcp_frames(
         [_segment_table(cl2, "client", client_port), _segment_table(sv2, "server", client_port)],
         ignore_index=True,
     )
-    samples = pd.concat(
-        [_tcp.rtt_samples(cl2, cl_send), _tcp.rtt_samples(sv2, sv_send)], ignore_index=True
-    )
-    rtt = pd.DataFrame(
-        {
-            "client_port": np.full(len(samples), client_port, dtype=np.int64),
-            "direction": np.where(samples["dir"] == 0, CLIENT_TO_SERVER, SERVER_TO_CLIENT),
-            "ts_ns": samples["ts_ns"].to_numpy(dtype=np.int64),
-            "rtt_ns": samples["rtt_ns"].to_numpy(dtype=np.int64),
-        }
-    ).sort_values("ts_ns", kind="stable", ignore_index=True)
+    rtt = pd.concat(
+        [_rtt_table(cl2, cl_send, client_port), _rtt_table(sv2, sv_send, client_port)],
+        ignore_index=True,
+    ).sort_values(["ts_ns", "kind"], kind="stable", ignore_index=True)
     stats = _stats(cl2, sv2, rtt, handshake, ports=(client_port, server_port))
     hol = head_of_line(cl2, sv2, messages, blocked_threshold_ns=blocked_threshold_ns)
     return TcpWireAnalysis(segments, stats, rtt, hol, {int(k): int(v) for k, v in isn.items()})
+
+
+def _rtt_table(seg: pd.DataFrame, sent_here: npt.NDArray[np.bool_], port: int) -> pd.DataFrame:
+    """Karn and ack RTT samples of the segments one capture saw leave (``sent_here``)."""
+    frames = seg["frame"].to_numpy(dtype=np.int64)
+    ack = _tcp.ack_rtt_samples(seg)
+    ack = ack.loc[sent_here[ack["row"].to_numpy(dtype=np.int64)]]
+    parts = []
+    for kind, part in (("karn", _tcp.karn_rtt_samples(seg, sent_here)), ("ack", ack)):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "client_port": np.full(len(part), port, dtype=np.int64),
+                    "direction": np.where(part["dir"] == 0, CLIENT_TO_SERVER, SERVER_TO_CLIENT),
+                    "kind": kind,
+                    "ts_ns": part["ts_ns"].to_numpy(dtype=np.int64),
+                    "rtt_ns": part["rtt_ns"].to_numpy(dtype=np.int64),
+                    "frame": frames[part["row"].to_numpy(dtype=np.int64)],
+                    "ack_frame": frames[part["ack_row"].to_numpy(dtype=np.int64)],
+                },
+                columns=list(RTT_COLUMNS),
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 def _receiver_verdict(
@@ -309,7 +333,12 @@ def _stats(
         rows = received.loc[(received["dir"] == d) & (received["len"] > 0)]
         payload += _union_bytes(*_stream_ranges(rows))
     wire = int(sent["ip_len"].sum())
-    rtt_ms = rtt["rtt_ns"].to_numpy(dtype=np.float64) / 1e6
+    karn_ms = rtt.loc[rtt["kind"] == "karn", "rtt_ns"].to_numpy(dtype=np.float64) / 1e6
+    ack_ms = rtt.loc[rtt["kind"] == "ack", "rtt_ns"].to_numpy(dtype=np.float64) / 1e6
+
+    def pct(values: F64, q: int) -> float:
+        return float(np.percentile(values, q)) if values.size else float("nan")
+
     row = {
         "client_port": ports[0],
         "server_port": ports[1],
@@ -323,9 +352,12 @@ def _stats(
         "handshake_rtt_ms": float(handshake["rtt_ns"].iloc[0]) / 1e6
         if not handshake.empty
         else float("nan"),
-        "rtt_samples": int(rtt_ms.size),
-        "rtt_p50_ms": float(np.percentile(rtt_ms, 50)) if rtt_ms.size else float("nan"),
-        "rtt_p99_ms": float(np.percentile(rtt_ms, 99)) if rtt_ms.size else float("nan"),
+        "karn_rtt_samples": int(karn_ms.size),
+        "karn_rtt_p50_ms": pct(karn_ms, 50),
+        "karn_rtt_p99_ms": pct(karn_ms, 99),
+        "ack_rtt_samples": int(ack_ms.size),
+        "ack_rtt_p50_ms": pct(ack_ms, 50),
+        "ack_rtt_p99_ms": pct(ack_ms, 99),
         "wire_bytes": wire,
         "payload_bytes": payload,
         "retransmitted_bytes": int(sent.loc[sent["retransmission"], "len"].sum()),

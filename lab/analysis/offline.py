@@ -1,11 +1,15 @@
 """``lab analyze FILE.pcap``: what can be told about any capture, not only the lab's.
 
 Per flow (bidirectional 5-tuple): packets, bytes, duration; for TCP the
-retransmissions, duplicate ACKs, out-of-order segments, handshake RTT and RTT
-samples; for UDP carrying the lab's message header, loss, reordering and
-duplicates by message seq. Records the reader had to skip (truncated, non-IP,
-malformed, garbage) are counted and shown. Bad files end in one AnalysisError line
-(exit status 2), never a traceback.
+retransmissions, duplicate ACKs, out-of-order segments and three round-trip times
+(defined in :mod:`lab.analysis._tcp`): the handshake RTT (SYN to the ACK completing
+the handshake), the median of the Karn RTT samples (RFC 6298 §3: each original
+segment to the first ACK covering it) and the median of the ack RTT samples
+(tshark's ``tcp.analysis.ack_rtt``: each ACK to the segment ending at its number),
+the last two over the segments sent from the capture point; for UDP carrying the
+lab's message header, loss, reordering and duplicates by message seq. Records the
+reader had to skip (truncated, non-IP, malformed, garbage) are counted and shown.
+Bad files end in one AnalysisError line (exit status 2), never a traceback.
 
 This module is imported when the CLI builds its parser, so it stays light: numpy
 and pandas are loaded by the handler only (:mod:`lab.analysis._wire_offline`).
@@ -47,6 +51,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         help=f"largest N flows shown (default {DEFAULT_TOP}; 0: all)",
     )
+    parser.add_argument(
+        "--rtt-csv",
+        type=Path,
+        metavar="PATH",
+        help="also write every TCP RTT sample (Karn and ack RTT, with frame numbers) as CSV",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -64,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError(f"--top must be 0 (all) or more (got {args.top})")
     report = analyze_capture(Path(args.file))
     top = None if args.top == 0 else args.top
+    if args.rtt_csv is not None:
+        try:
+            report.rtt_samples.to_csv(args.rtt_csv, index=False)
+        except OSError as exc:
+            raise AnalysisError(f"cannot write {args.rtt_csv}: {exc}") from exc
     if args.json:
         sys.stdout.write(json.dumps(report_dict(report, top), indent=2) + "\n")
         return 0
@@ -114,7 +129,8 @@ def render(report: CaptureReport, top: int | None = DEFAULT_TOP) -> Table:
         "ooo",
         "spur",
         "hs RTT ms",
-        "RTT p50 ms",
+        "Karn RTT p50 ms",
+        "ack RTT p50 ms",
         "lost",
         "reord",
         "dup",
@@ -140,7 +156,8 @@ def render(report: CaptureReport, top: int | None = DEFAULT_TOP) -> Table:
             _cell(row["out_of_order"]),
             _cell(row["spurious"]),
             _cell(row["handshake_rtt_ms"], "{:.3f}"),
-            _cell(row["rtt_p50_ms"], "{:.3f}"),
+            _cell(row["karn_rtt_p50_ms"], "{:.3f}"),
+            _cell(row["ack_rtt_p50_ms"], "{:.3f}"),
             _cell(row["lab_lost"]),
             _cell(row["lab_reordered"]),
             _cell(row["lab_duplicates"]),
