@@ -4,19 +4,25 @@ UDP loss and late TCP message gets a cause and evidence, or is flagged unexplain
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lab.analysis import join
+from lab.analysis._wire_tcp import TcpWireAnalysis
 from lab.analysis.pcap import read_pcap
 from lab.analysis.wire import TABLES, analyze_run, analyze_tcp
 from lab.errors import AnalysisError
+from tests.conftest import run_body
 from tests.test_wire import (
     CLIENT,
     CP,
+    MSG,
     SERVER,
     SP,
     STORY,
@@ -130,6 +136,274 @@ def test_reordering_is_explained_without_a_drop(tmp_path: Path) -> None:
     assert "nothing dropped" in late["evidence"].iloc[0]
 
 
+# --------------------------------------------------------------------------- TCP: the host
+
+
+@dataclasses.dataclass
+class Trip:
+    """Where one message's segment was when (ms after T0)."""
+
+    send: float  # the client application's send
+    client: float  # on the client's capture
+    engine: float  # the engine read it (t_in)
+    sched: float  # when the engine's model said it should leave (scheduled_ns)
+    out: float  # the engine wrote it (t_out)
+    server: float  # on the server's capture
+    recv: float  # the server application read it
+
+
+@dataclasses.dataclass
+class Copy:
+    """One client -> server segment of a paced story and the engine's record of it."""
+
+    seg: Seg
+    sched: float | None = None
+    out: float | None = None
+    corrupted: bool = False
+    recorded: bool = True  # in the engine's record at all
+
+
+def trips(n: int = 8) -> list[Trip]:
+    """A clean 1 ms path: one message every 5 ms, each acknowledged before the next is
+    sent; the engine's model holds each 0.8 ms and the engine writes it 0.02 ms later."""
+    return [
+        Trip(c - 0.1, c, c + 0.1, c + 0.9, c + 0.92, c + 1.0, c + 1.1)
+        for c in (20.0 + 5 * k for k in range(n))
+    ]
+
+
+def paced(
+    tmp_path: Path, plan: list[Trip], copies: dict[int, list[Copy]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, TcpWireAnalysis]:
+    """messages, ground truth (with scheduled_ns) and wire analysis of a paced story;
+    ``copies`` replaces a message's single segment (drops, corruption, resends)."""
+    copies = copies or {}
+    story: list[Seg] = [
+        Seg(True, 0.0, 1.0, 0, 0, "S", 0, 1),
+        Seg(False, 2.01, 1.01, 0, 1, "SA", 0, 0),
+        Seg(True, 2.02, 3.02, 1, 1, "A", 0, 2),
+    ]
+    engine: list[Copy] = []
+    for k, t in enumerate(plan):
+        mine = copies.get(k) or [
+            Copy(data(k, t.client, t.server, 10 + k, t_engine=t.engine), t.sched, t.out)
+        ]
+        engine += mine
+        story += [c.seg for c in mine]
+        story.append(ack(k + 1, t.server + 0.05, t.server + 1.05, 100 + k))
+    client, server = story_captures(tmp_path, story=story)
+    truth = story_ground_truth(story=story)
+    truth["scheduled_ns"] = truth["t_out_ns"]
+    for c in engine:
+        row = truth["ip_id"] == c.seg.ip_id
+        if c.sched is not None:
+            truth.loc[row, "scheduled_ns"] = ns(c.sched)
+        if c.out is not None:
+            truth.loc[row, "t_out_ns"] = ns(c.out)
+        truth.loc[row, "corrupted"] = c.corrupted
+    gone = [c.seg.ip_id for c in engine if not c.recorded]
+    truth = truth.loc[~truth["ip_id"].isin(gone)]
+    messages = pd.DataFrame(
+        {
+            "protocol": "tcp",
+            "seq": range(len(plan)),
+            "size": MSG,
+            "t_send_ns": [ns(t.send) for t in plan],
+            "t_recv_ns": [ns(t.recv) for t in plan],
+            "copies": 1,
+        }
+    ).astype({"t_send_ns": "Int64", "t_recv_ns": "Int64"})
+    messages["owd_ns"] = messages["t_recv_ns"] - messages["t_send_ns"]
+    return messages, truth, analyze_tcp(client, server, messages, CP, SP)
+
+
+def explain(tmp_path: Path, plan: list[Trip], **kw: dict[int, list[Copy]]) -> pd.DataFrame:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    messages, truth, analysis = paced(tmp_path, plan, **kw)
+    return join.explain_tcp_delays(messages, truth, analysis, CP, SP).set_index("seq")
+
+
+def shifted(t: Trip, **after: float) -> Trip:
+    """``t`` with each named point (and every point after it) moved later by ms."""
+    names = [f.name for f in dataclasses.fields(Trip)]
+    values = dataclasses.asdict(t)
+    for name, ms in after.items():
+        for later in names[names.index(name) :]:
+            values[later] += ms
+    return Trip(**values)
+
+
+def test_a_clean_paced_story_has_nothing_late(tmp_path: Path) -> None:
+    assert explain(tmp_path, trips()).empty
+
+
+def test_the_engine_reading_late_is_the_host(tmp_path: Path) -> None:
+    """The engine read the segment 5 ms after the client's capture saw it: no engine
+    decision, the engine process was not running (host scheduling)."""
+    plan = trips()
+    plan[7] = shifted(plan[7], engine=5.0)
+    late = explain(tmp_path, plan)
+    assert late.index.tolist() == [7]
+    row = late.loc[7]
+    assert (row["cause"], row["blame"], row["explained"]) == ("host-scheduling", "host", True)
+    assert row["evidence"].startswith("the engine read its last byte 5.1 ms after the client")
+    assert "client -> engine 5.1, engine hold 0.8, engine late 0.0" in row["evidence"]
+
+
+def test_the_engine_writing_after_its_schedule_is_the_host(tmp_path: Path) -> None:
+    """Same departure, two records: the model scheduled it on time and the engine wrote
+    it 5 ms late (host), or the model held it 5 ms longer (the impairment)."""
+    plan = trips()
+    plan[7] = shifted(plan[7], out=5.0)
+    late = explain(tmp_path / "late", plan)
+    assert (late.loc[7, "cause"], late.loc[7, "blame"]) == ("host-scheduling", "host")
+    assert "wrote its last byte 5.0 ms after its own schedule" in late.loc[7, "evidence"]
+    held = dataclasses.replace(plan[7], sched=plan[7].sched + 5.0)
+    late = explain(tmp_path / "held", [*plan[:7], held])
+    assert (late.loc[7, "cause"], late.loc[7, "blame"]) == ("engine-delay", "impairment")
+    assert "engine held its last byte 5.8 ms as its model scheduled" in late.loc[7, "evidence"]
+
+
+def test_the_server_side_seeing_it_late_is_the_host(tmp_path: Path) -> None:
+    plan = trips()
+    plan[7] = shifted(plan[7], server=5.0)
+    row = explain(tmp_path, plan).loc[7]
+    assert row["cause"] == "host-scheduling"
+    assert "reached the server's capture 5.1 ms after the engine wrote it" in row["evidence"]
+
+
+def test_a_late_read_is_the_receiving_application(tmp_path: Path) -> None:
+    plan = trips()
+    plan[7] = shifted(plan[7], recv=5.0)
+    row = explain(tmp_path, plan).loc[7]
+    assert (row["cause"], row["blame"]) == ("receiver-app", "host")
+    assert "read by the application 5.1 ms later (usual 0.1 ms)" in row["evidence"]
+
+
+def test_a_late_first_send_is_the_window_only_with_data_in_flight(tmp_path: Path) -> None:
+    """Message 7 left the client 2.5 ms after the application's send. Message 6 was
+    acknowledged 2.95 ms before: nothing for TCP to wait for, so the host. Sent 4 ms
+    earlier, message 6 was still in flight: the sender's window."""
+    plan = trips()
+    plan[7] = dataclasses.replace(plan[7], send=plan[7].client - 2.5)
+    row = explain(tmp_path / "idle", plan).loc[7]
+    assert (row["cause"], row["blame"]) == ("host-scheduling", "host")
+    assert "with nothing in flight" in row["evidence"]
+    plan[7] = dataclasses.replace(plan[7], send=plan[7].client - 4.0)
+    row = explain(tmp_path / "busy", plan).loc[7]
+    assert (row["cause"], row["blame"]) == ("sender-backlog", "sender")
+    assert "(100 B in flight: window-limited sender)" in row["evidence"]
+
+
+def test_a_corrupted_copy_is_no_arrival(tmp_path: Path) -> None:
+    """The engine flipped a bit of message 7's segment: the server's capture holds it
+    (checksums are checked later), the kernel discards it, and the message waits for
+    the retransmission. The corruption, not the reading application, made it late."""
+    plan = trips()
+    c = plan[7].client
+    plan[7] = dataclasses.replace(plan[7], recv=c + 5.1)
+    resent = data(7, c + 4.0, c + 5.0, 60, t_engine=c + 4.1)
+    copies = {
+        7: [
+            Copy(data(7, c, c + 1.0, 17, t_engine=c + 0.1), c + 0.9, c + 0.92, corrupted=True),
+            Copy(resent, c + 4.9, c + 4.92),
+        ]
+    }
+    row = explain(tmp_path, plan, copies=copies).loc[7]
+    assert (row["cause"], row["blame"]) == ("corrupted", "impairment")
+    assert row["evidence"].startswith("engine corrupted seq 701 (100 B); retransmission sent")
+    assert "resend 4.0" in row["evidence"]
+
+
+def test_an_engine_drop_wins_over_host_noise(tmp_path: Path) -> None:
+    """Message 7's segment was dropped; its retransmission then waited 10 ms for the
+    engine to read it. The drop is why it was resent at all: it names the delay."""
+    plan = trips()
+    c = plan[7].client
+    plan[7] = dataclasses.replace(plan[7], server=c + 13.95, recv=c + 14.0)
+    dropped = data(7, c, None, 17, t_engine=c + 0.1, fate="dropped-loss")
+    resent = data(7, c + 3.0, c + 13.95, 60, t_engine=c + 13.0)
+    copies = {7: [Copy(dropped), Copy(resent, c + 13.85, c + 13.87)]}
+    row = explain(tmp_path, plan, copies=copies).loc[7]
+    assert (row["cause"], row["blame"]) == ("dropped-loss", "impairment")
+    assert "resend 3.0, client -> engine 10.0" in row["evidence"]
+
+
+def test_a_copy_missing_from_the_engine_record_is_unexplained(tmp_path: Path) -> None:
+    plan = trips()
+    plan[7] = shifted(plan[7], engine=5.0)
+    c = plan[7].client
+    copies = {7: [Copy(data(7, c, plan[7].server, 17, t_engine=c + 5.1), recorded=False)]}
+    row = explain(tmp_path, plan, copies=copies).loc[7]
+    assert (row["cause"], row["blame"], row["explained"]) == ("unexplained", "unknown", False)
+    assert "the copy that reached the server is not in the engine's record" in row["evidence"]
+    assert "unmeasured 6.0" in row["evidence"]
+
+
+def test_waiting_for_bytes_the_host_delayed_is_the_host(tmp_path: Path) -> None:
+    """Message 6 leaves the engine 8 ms late, after message 7: message 7 waits for it.
+    If the engine's model held message 6 (scheduled it after message 7), that is
+    reordering by the impairment; if the engine merely wrote it late, the host."""
+    plan = trips()
+    plan[6] = shifted(plan[6], out=8.0)
+    plan[7] = dataclasses.replace(plan[7], recv=plan[6].server + 0.1)
+    late = explain(tmp_path / "late", plan)
+    assert late["cause"].to_dict() == {6: "host-scheduling", 7: "host-scheduling"}
+    assert (
+        "for earlier bytes (offset 600) the engine scheduled out before" in late.loc[7, "evidence"]
+    )
+    plan[6] = dataclasses.replace(plan[6], sched=plan[6].sched + 8.0)
+    late = explain(tmp_path / "held", plan)
+    assert late["cause"].to_dict() == {6: "engine-delay", 7: "reordering"}
+    assert set(late["blame"]) == {"impairment"}
+
+
+def test_a_resend_overtaking_a_copy_the_engine_held_is_no_loss(tmp_path: Path) -> None:
+    """Message 6's first copy is held 30 ms by the engine's model (jitter): the client
+    resends it after 20 ms, the resend arrives first, and message 7 waits for it.
+    Nothing was lost: the engine's hold delayed both; with the same timing but the
+    engine writing the first copy 30 ms after its schedule, the host did."""
+    plan = trips()
+    c = plan[6].client
+    first = data(6, c, c + 31.0, 16, t_engine=c + 0.1)
+    resent = data(6, c + 20.0, c + 21.0, 60, t_engine=c + 20.1)
+    plan[6] = dataclasses.replace(plan[6], server=c + 21.0, recv=c + 21.1)
+    plan[7] = dataclasses.replace(plan[7], recv=c + 21.1)
+    held = {6: [Copy(first, c + 30.9, c + 30.92), Copy(resent, c + 20.9, c + 20.92)]}
+    late = explain(tmp_path / "held", plan, copies=held)
+    assert late["cause"].to_dict() == {6: "engine-delay", 7: "reordering"}
+    assert (
+        "resent 20.0 ms after its first copy, which the engine held longer"
+        in late.loc[6, "evidence"]
+    )
+    woke = {6: [Copy(first, c + 0.9, c + 30.92), Copy(resent, c + 20.9, c + 20.92)]}
+    late = explain(tmp_path / "woke", plan, copies=woke)
+    assert late["cause"].to_dict() == {6: "host-scheduling", 7: "host-scheduling"}
+    assert late.loc[6, "evidence"].startswith("resent 20.0 ms after its first copy, which was late")
+
+
+def test_summary_separates_the_impairment_from_the_host() -> None:
+    explained = pd.DataFrame(
+        {
+            "protocol": ["tcp"] * 5,
+            "seq": range(5),
+            "kind": "late",
+            "cause": [
+                "dropped-loss",
+                "host-scheduling",
+                "receiver-app",
+                "sender-backlog",
+                "unexplained",
+            ],
+            "blame": ["impairment", "host", "host", "sender", "unknown"],
+            "explained": [True, True, True, True, False],
+        }
+    )
+    row = join.explain_summary(explained).iloc[0]
+    assert (row["impairment"], row["host"], row["sender"], row["unexplained"]) == (1, 2, 1, 1)
+    assert list(join.explain_summary(explained).columns) == list(join.SUMMARY_COLUMNS)
+
+
 # --------------------------------------------------------------------------- UDP
 
 
@@ -210,6 +484,37 @@ def test_udp_losses_without_captures(tmp_path: Path) -> None:
     table = join.explain_udp_losses(messages, truth, UCP, USP).set_index("seq")
     assert table.loc[9, "cause"] == "unexplained"
     assert "no client capture" in table.loc[9, "evidence"]
+
+
+def test_udp_losses_a_host_counter_accounts_for(tmp_path: Path) -> None:
+    """With the kernel's count of them, two places a datagram vanishes are the host's:
+    the server socket's full buffer (7: forwarded, captured at the server, not read)
+    and the client TUN's full queue (9: captured leaving the client, never read by the
+    engine). Counts that fall short of the losses claim nothing."""
+    messages, truth, client, server = udp_story(tmp_path)
+    packets = {
+        "client_packets": read_pcap(client).packets,
+        "server_packets": read_pcap(server).packets,
+    }
+    table = join.explain_udp_losses(
+        messages, truth, UCP, USP, receive_drops=1, engine_overload=1, **packets
+    ).set_index("seq")
+    assert table.loc[[7, 9], "cause"].tolist() == ["receiver-buffer", "engine-overload"]
+    assert table.loc[[7, 9], "blame"].tolist() == ["host", "host"]
+    assert table.loc[[7, 9], "explained"].all()
+    assert (
+        "dropped 1 datagrams on a full receive buffer (server.Udp.RcvbufErrors)"
+        in table.loc[7, "evidence"]
+    )
+    assert (
+        "TUN device dropped 1 packets the engine did not read in time" in table.loc[9, "evidence"]
+    )
+    assert (table.loc[8, "cause"], table.loc[2, "blame"]) == ("unexplained", "impairment")
+    none = join.explain_udp_losses(
+        messages, truth, UCP, USP, receive_drops=0, engine_overload=0, **packets
+    ).set_index("seq")
+    assert none.loc[[7, 9], "cause"].tolist() == ["receiver-kernel", "unexplained"]
+    assert "server.Udp.RcvbufErrors: 0" in none.loc[7, "evidence"]
 
 
 def test_nothing_lost_gives_an_empty_table(tmp_path: Path) -> None:
@@ -350,6 +655,27 @@ def test_analyze_run_returns_every_table(tmp_path: Path) -> None:
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
 
 
+def test_explain_run_reads_the_host_counters(tmp_path: Path) -> None:
+    """exchanges.csv's server.Udp.RcvbufErrors and meta.json's TUN tx_dropped."""
+    folder = fake_run(tmp_path)
+    exchanges = pd.read_csv(folder / "exchanges.csv")
+    exchanges["server.Udp.RcvbufErrors"] = [0, 1]
+    exchanges.to_csv(folder / "exchanges.csv", index=False)
+    link = {"rx_packets": 0, "tx_packets": 0, "rx_dropped": 0}
+    meta = {
+        "link_stats": {"client": {**link, "tx_dropped": 1}, "server": {**link, "tx_dropped": 0}}
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+    udp = join.explain_run(folder).query("protocol == 'udp'").set_index("seq")
+    assert udp["cause"].to_dict() == {
+        2: "dropped-loss",
+        5: "corrupted",
+        7: "receiver-buffer",
+        8: "unexplained",
+        9: "engine-overload",
+    }
+
+
 def test_analyze_run_without_ground_truth_or_tcp(tmp_path: Path) -> None:
     folder = fake_run(tmp_path)
     (folder / "impairment.csv").unlink()
@@ -418,3 +744,37 @@ def test_real_lossy_run_is_explained(tmp_path: Path, no_leftover_namespaces: Non
     dropped = late.loc[late["cause"] == "dropped-loss", "evidence"]
     assert len(dropped) > 0 and dropped.str.contains("retransmission sent").all()
     assert (tables["hol"]["blocked"]).sum() > 0
+
+
+CLEAN = """
+seed = 1
+protocols = ["tcp", "udp"]
+[workload]
+pattern = "stream"
+count = 1500
+size = 256
+rate = 1000
+"""
+
+
+@pytest.mark.requires_root
+@pytest.mark.slow
+def test_host_noise_on_a_clean_link_is_explained(
+    tmp_path: Path, no_leftover_namespaces: None
+) -> None:
+    """The quickstart's clean link (same rate and size) with two busy loops competing
+    for the CPUs: whatever arrives late is the host's doing and explained as such;
+    nothing is unexplained and nothing blames the impairment (there is none)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        outcome = run_body(tmp_path, CLEAN, name="join-host-noise")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    explained = pd.read_csv(outcome.path / "explained.csv")
+    summary = pd.read_csv(outcome.path / "explained_summary.csv")
+    print("\n" + summary.to_string())
+    assert summary["unexplained"].sum() == 0, explained.query("not explained").to_string()
+    assert (explained["blame"] != "impairment").all(), explained.to_string()
+    assert set(explained["protocol"]) <= {"tcp"}  # a clean link loses no datagram
