@@ -6,7 +6,7 @@ LAB := $(VENV)/bin/lab
 APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium
 SCENARIO ?= scenarios/quickstart.toml
 
-.PHONY: run test lint deps apt venv clean-testbeds
+.PHONY: run test lint deps apt venv clean-testbeds bench
 
 run: deps
 	$(LAB) run $(SCENARIO)
@@ -23,6 +23,11 @@ lint: deps
 	$(VENV)/bin/mypy lab bench
 
 deps: apt venv
+
+# Runs the benchmarks (a few minutes, as root) and rewrites docs/benchmarks.md.
+bench: deps
+	@test "$$(id -u)" = 0 || { echo "make bench needs root (network namespaces): sudo make bench" >&2; exit 2; }
+	$(PY) bench/report.py --output docs/benchmarks.md
 
 # Installs only what is missing, so a warm machine pays nothing.
 apt:

@@ -1,23 +1,28 @@
 """Benchmark lab.analysis.pcap.read_pcap against tshark on a generated capture.
 
-Run: ``.venv/bin/python bench/analysis.py [--packets 1000000] [--keep FILE] [--no-tshark]``
+Run: ``.venv/bin/python bench/analysis.py [--packets 1000000] [--keep FILE] [--no-tshark]
+[--json PATH]``
 
 Builds a LINKTYPE_RAW pcap of UDP and TCP packets of mixed sizes with numpy (no
 scapy: 1M packets take about a second), then times, each in a fresh subprocess,
 ``read_pcap`` (wall time, peak RSS, tracemalloc peak) and ``tshark -T fields`` on
-the same file, and prints both and the ratio. A script, not a test.
+the same file, and prints both and the ratio (``--json PATH`` also writes them as JSON).
+``read_pcap`` runs three times and the fastest counts; tshark runs once. A script, not a
+test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -168,18 +173,27 @@ def run_tshark(path: Path, tshark: str) -> dict[str, float]:
     return result
 
 
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="write the capture here and keep it")
     parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
+    document: dict[str, Any] = {"benchmark": "analysis", "packets": args.packets}
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "bench.pcap"
         t = time.perf_counter()
         generate(path, args.packets)
         size_mb = path.stat().st_size / 1e6
+        document["file_mb"] = size_mb
         print(
             f"generated {args.packets:,} packets, {size_mb:.1f} MB "
             f"in {time.perf_counter() - t:.2f} s"
@@ -193,11 +207,18 @@ def main() -> int:
             f"tracemalloc peak {traced['traced'] / 2**20:.0f} MiB, "
             f"{int(lab['rows']):,} rows, {int(lab['skipped'])} skipped"
         )
+        document["lab"] = {**lab, "traced": traced["traced"], "runs": 3}
+        document["tshark"] = None
         tshark = shutil.which("tshark")
         if args.no_tshark or tshark is None:
             print("tshark        : skipped" if args.no_tshark else "tshark        : not installed")
+            if args.json:
+                _write_json(args.json, document)
             return 0
         ts = run_tshark(path, tshark)
+        document["tshark"] = {**ts, "fields": list(TSHARK_FIELDS)}
+        document["speed_ratio"] = ts["wall"] / lab["wall"]
+        document["rss_ratio"] = ts["rss_kb"] / lab["rss_kb"]
         print(
             f"tshark fields : {ts['wall']:.3f} s, peak RSS {ts['rss_kb'] / 1024:.0f} MiB, "
             f"{int(ts['lines']):,} lines"
@@ -206,6 +227,8 @@ def main() -> int:
             f"ratio         : lab is {ts['wall'] / lab['wall']:.1f}x faster, "
             f"peak RSS tshark/lab = {ts['rss_kb'] / lab['rss_kb']:.2f}"
         )
+    if args.json:
+        _write_json(args.json, document)
     return 0
 
 

@@ -8,13 +8,15 @@ namespace at each target rate for a few seconds, and captures the client's veth 
 where every sent packet passes) with the lab's Sniffer and with tcpdump at the same time,
 both filtered to the benchmark's flow. Prints sent, captured, kernel drops and CPU per
 rate. The load is bounded (rate x seconds, at most 1 Mpps x 10 s) and the namespaces are
-removed on exit, whatever happens.
+removed on exit, whatever happens (SIGTERM included). ``--json PATH`` also writes the
+rows and the lab/tcpdump ratios as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import multiprocessing
 import os
 import re
@@ -24,9 +26,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from lab.capture import Sniffer, count_records
 from lab.capture._linux import call_in_netns, setns
@@ -195,6 +198,36 @@ def _print(rows: list[Row], seconds: float, senders: int) -> None:
         print("send errors:", {r.rate: r.send_errors for r in rows if r.send_errors})
 
 
+def _raise_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the testbed's context manager: nothing is left
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _document(rows: list[Row], seconds: float, senders: int) -> dict[str, Any]:
+    return {
+        "benchmark": "capture",
+        "settings": {
+            "payload_bytes": PAYLOAD,
+            "seconds_per_rate": seconds,
+            "senders": senders,
+            "interface": VETH_C,
+            "filter": BPF,
+            "cpus": os.cpu_count(),
+        },
+        "rows": [
+            {
+                **asdict(r),
+                "captured_ratio": _ratio(r.lab, r.tcpdump),
+                "cpu_ratio": _ratio(r.lab_cpu, r.tcpdump_cpu),
+            }
+            for r in rows
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rates", default="5000,20000,50000,100000")
@@ -202,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--senders", type=int, default=1, help="sender processes per rate")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--keep", action="store_true", help="keep the pcap files")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)
     if os.geteuid() != 0:
         print("bench/capture.py needs root (namespaces, packet sockets)", file=sys.stderr)
         return 2
@@ -227,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
                     for name in (f"lab-{rate}.pcap", f"tcpdump-{rate}.pcap"):
                         (args.out / name).unlink(missing_ok=True)
     _print(rows, args.seconds, max(1, args.senders))
+    if args.json:
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        document = _document(rows, args.seconds, max(1, args.senders))
+        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, args.json)
     return 0
 
 
