@@ -1,4 +1,4 @@
-"""Benchmark lab.analysis.pcap.read_pcap against tshark on a generated capture.
+"""Benchmark lab.pcap.read_pcap against tshark on a generated capture.
 
 Run: ``.venv/bin/python bench/analysis.py [--packets 1000000] [--keep FILE] [--no-tshark]
 [--json PATH]``
@@ -109,7 +109,7 @@ def generate(path: Path, count: int, seed: int = 1) -> None:
 _CHILD = """
 import json, sys, time, tracemalloc
 from pathlib import Path
-from lab.analysis.pcap import read_pcap
+from lab.pcap import read_pcap
 
 def hwm_kb():
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -28,8 +28,8 @@ from lab.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW, Sniffer, count_records,
 from lab.capture._linux import FilterError, call_in_netns, compile_bpf
 from lab.capture.flows import FlowTable, packet_key
 from lab.capture.live import PRIVILEGE_MESSAGE
-from lab.capture.pcapfile import file_header, iter_records, record_header
 from lab.errors import AnalysisError, CaptureError
+from lab.pcap import file_header, iter_records, record_header
 from lab.testbed import (
     CLIENT_ADDRESS,
     LINK_INTERFACE,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lab.analysis.pcap import read_pcap
 from lab.capture import LINKTYPE_RAW
+from lab.pcap import read_pcap
 from lab.runner import RunOutcome, run_scenario
 from lab.scenario import load_scenario
 from tests.conftest import SCENARIOS, write_scenario

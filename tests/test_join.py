@@ -15,9 +15,9 @@ import pytest
 
 from lab.analysis import join
 from lab.analysis._wire_tcp import TcpWireAnalysis
-from lab.analysis.pcap import read_pcap
 from lab.analysis.wire import TABLES, analyze_run, analyze_tcp
 from lab.errors import AnalysisError
+from lab.pcap import read_pcap
 from tests.conftest import run_body
 from tests.test_wire import (
     CLIENT,

@@ -1,5 +1,6 @@
-"""lab.analysis.pcap.read_pcap: fields against scapy's dissection, file-format variants,
-damaged files, and fuzzing (nothing but AnalysisError may ever escape)."""
+"""lab.pcap.read_pcap on classic pcap: fields against scapy's dissection, file-format
+variants, damaged files, and fuzzing (nothing but AnalysisError may ever escape).
+pcapng: tests/test_pcapng.py."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.analysis import pcap
-from lab.analysis.pcap import PcapFrame, read_pcap
 from lab.errors import AnalysisError
+from lab.pcap import PcapFrame, _reader, read_pcap
+from tests.pcapng_writer import CUSTOM, DSB, EPB, IDB, ISB, NRB, PB, SPB, Pcapng
 
 logging.getLogger("scapy").setLevel(logging.ERROR)
 
@@ -282,7 +283,7 @@ def test_chunking_does_not_change_the_result(
 ) -> None:
     path = write_pcap(tmp_path / "m.pcap", many_frames(300, mixed=mixed))
     whole = read_pcap(path)
-    monkeypatch.setattr(pcap, "_CHUNK", chunk)
+    monkeypatch.setattr(_reader, "_CHUNK", chunk)
     pieces = read_pcap(path)
     pd.testing.assert_frame_equal(whole.packets, pieces.packets)
     assert whole.packets["lab_seq"].tolist() == list(range(300))
@@ -353,7 +354,8 @@ def test_garbage_ip_headers_are_skipped(tmp_path: Path) -> None:
         (b"", "empty"),
         (b"\xd4\xc3\xb2\xa1\x02\x00", "only 6 bytes"),
         (b"\x00" * 24, "magic number 00000000"),
-        (b"\x0a\x0d\x0d\x0a" + b"\x00" * 40, "pcapng"),
+        (b"\x0a\x0d\x0d\x0a" + b"\x00" * 40, "not a pcapng file"),
+        (b"\x0a\x0d\x0d\x0a" + b"\x00" * 10, "not a pcapng file"),
     ],
 )
 def test_not_a_pcap_is_an_analysis_error(tmp_path: Path, content: bytes, message: str) -> None:
@@ -463,6 +465,143 @@ def _record_ends() -> set[int]:
         off += 16 + struct.unpack_from("<I", _VALID, off + 8)[0]
         ends.add(off)
     return ends
+
+
+# --------------------------------------------------------------------------- pcapng fuzzing
+
+
+def _valid_pcapng() -> bytes:
+    """Two sections (both byte orders), interfaces of several link types and clocks,
+    every packet block kind, blocks to skip."""
+    frames = [bytes(p) for p in rebuilt(mixed_packets())]
+    ng = Pcapng()
+    ng.section("<")
+    ng.interface(101, tsresol=9)
+    ng.interface(1, snaplen=64)
+    for i, b in enumerate(frames):
+        ng.packet(b, T0_NS + i)
+        ng.packet(bytes(Ether(type=0x0800)) + b, i, iface=1)
+    ng.others()
+    ng.simple(frames[0])
+    ng.section(">")
+    ng.interface(101, tsresol=0x80 | 20, tsoffset=-5)
+    for i, b in enumerate(frames):
+        ng.obsolete(b, i)
+        ng.simple(b)
+    return ng.data
+
+
+_VALID_NG = _valid_pcapng()
+_NG_HEADERS = []
+for _order in "<>":
+    for _lt in (0, 1, 101, 113, 147, 228, 229, 276):
+        _ng = Pcapng()
+        _ng.section(_order)
+        _ng.interface(_lt, tsresol=9 if _lt % 2 else None)
+        _NG_HEADERS.append(_ng.data)
+
+
+def _read_ng(path: Path, chunk: int = 0) -> PcapFrame | None:
+    """Read (only AnalysisError may escape); with ``chunk``, also read in chunks of
+    that size, which must change nothing."""
+    frame = _read_or_analysis_error(path)
+    if frame is not None:
+        assert frame.file_format == "pcapng"
+        assert frame.stats.untimed <= frame.stats.records
+    if frame is not None and chunk:
+        saved = _reader._CHUNK
+        _reader._CHUNK = chunk
+        try:
+            again = read_pcap(path)
+        finally:
+            _reader._CHUNK = saved
+        pd.testing.assert_frame_equal(frame.packets, again.packets)
+        assert frame.stats == again.stats
+    return frame
+
+
+@_FUZZ
+@given(st.binary(max_size=2000))
+def test_fuzz_pcapng_magic_then_random_bytes(
+    tmp_path_factory: pytest.TempPathFactory, blob: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fz") / "r.pcapng"
+    path.write_bytes(b"\x0a\x0d\x0d\x0a" + blob)
+    _read_or_analysis_error(path)
+
+
+@_FUZZ
+@given(st.sampled_from(_NG_HEADERS), st.binary(max_size=3000))
+def test_fuzz_pcapng_valid_header_random_blocks(
+    tmp_path_factory: pytest.TempPathFactory, header: bytes, body: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fz") / "h.pcapng"
+    path.write_bytes(header + body)
+    assert _read_ng(path) is not None
+
+
+_BLOCK_KINDS = st.sampled_from([0x0A0D0D0A, IDB, PB, SPB, NRB, ISB, EPB, DSB, CUSTOM, 99])
+
+
+@_FUZZ
+@given(
+    st.sampled_from(_NG_HEADERS),
+    st.lists(
+        st.tuples(
+            _BLOCK_KINDS,
+            st.binary(max_size=120),
+            st.one_of(st.none(), st.integers(0, 300)),
+        ),
+        max_size=12,
+    ),
+)
+def test_fuzz_pcapng_block_sequences(
+    tmp_path_factory: pytest.TempPathFactory,
+    header: bytes,
+    blocks: list[tuple[int, bytes, int | None]],
+) -> None:
+    """Well-formed framing around random bodies (sometimes a wrong length): the walk
+    reaches every block kind with nonsense inside."""
+    ng = Pcapng()
+    ng.order = "<" if header[8:12] == bytes.fromhex("4d3c2b1a") else ">"
+    ng.out += header
+    for kind, body, length in blocks:
+        ng.block(kind, body, length=length)
+    path = tmp_path_factory.mktemp("fz") / "b.pcapng"
+    path.write_bytes(ng.data)
+    assert _read_ng(path, chunk=64) is not None
+
+
+@_FUZZ
+@given(st.integers(0, len(_VALID_NG)))
+def test_fuzz_pcapng_truncations(tmp_path_factory: pytest.TempPathFactory, length: int) -> None:
+    path = tmp_path_factory.mktemp("fz") / "t.pcapng"
+    path.write_bytes(_VALID_NG[:length])
+    frame = _read_ng(path)
+    if length >= 28:
+        assert frame is not None
+
+
+@_FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(_VALID_NG) - 1), st.integers(1, 255)), max_size=8))
+def test_fuzz_pcapng_flipped_bytes(
+    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_VALID_NG)
+    for pos, mask in flips:
+        data[pos] ^= mask
+    path = tmp_path_factory.mktemp("fz") / "f.pcapng"
+    path.write_bytes(bytes(data))
+    _read_ng(path, chunk=100)
+
+
+def test_valid_pcapng_fuzz_seed_reads_whole(tmp_path: Path) -> None:
+    path = tmp_path / "v.pcapng"
+    path.write_bytes(_VALID_NG)
+    frame = read_pcap(path)
+    n = len(mixed_packets())
+    assert len(frame.packets) == 4 * n + 1 and frame.skipped == 0
+    assert frame.stats.untimed == n + 1
 
 
 def test_large_random_capture_matches_numpy_reference(tmp_path: Path) -> None:

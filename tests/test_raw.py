@@ -21,7 +21,6 @@ from lab.analysis.impairment import (
     packets_of_exchange,
     udp_losses_explained,
 )
-from lab.analysis.pcap import LAB_RAW_PROTO, read_pcap
 from lab.exchanges._endpoint import EndpointSettings
 from lab.exchanges._framing import MessageBuilder, filler
 from lab.exchanges.raw import (
@@ -37,6 +36,7 @@ from lab.exchanges.raw import (
 from lab.impairment.forwarder import _corrupt, _Record
 from lab.impairment.groundtruth import IPPROTO_LAB_RAW as GROUND_TRUTH_RAW
 from lab.impairment.groundtruth import load_ground_truth
+from lab.pcap import LAB_RAW_PROTO, read_pcap
 from lab.runner import RunOutcome
 from tests.conftest import run_body, summary_row
 

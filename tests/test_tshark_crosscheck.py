@@ -46,7 +46,7 @@ import pytest
 
 from lab.analysis import offline
 from lab.analysis._wire_offline import CaptureReport, tcp_segment_flags
-from lab.analysis.pcap import read_pcap
+from lab.pcap import read_pcap
 from tests.conftest import lab_namespaces
 from tests.test_wire import CP, MS, SP, T0, story_captures, write_pcap
 

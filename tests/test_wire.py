@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.analysis import _tcp
-from lab.analysis.pcap import read_pcap
 from lab.analysis.wire import analyze_run, analyze_tcp, analyze_tcp_frames
+from lab.pcap import read_pcap
 
 logging.getLogger("scapy").setLevel(logging.ERROR)
 

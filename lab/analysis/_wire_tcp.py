@@ -21,8 +21,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from lab.analysis import _tcp
-from lab.analysis.pcap import read_pcap
 from lab.errors import AnalysisError
+from lab.pcap import read_pcap
 
 IPPROTO_TCP = 6
 CLIENT_TO_SERVER = "client_to_server"

@@ -24,8 +24,8 @@ import pandas as pd
 
 from lab.analysis import _tcp
 from lab.analysis._wire_tcp import BLOCKED_THRESHOLD_NS, CLIENT_TO_SERVER, TcpWireAnalysis
-from lab.analysis.pcap import read_pcap
 from lab.errors import AnalysisError
+from lab.pcap import read_pcap
 
 EXPLAINED_COLUMNS = (
     "protocol",

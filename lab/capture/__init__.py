@@ -1,12 +1,13 @@
 """Packet capture: AF_PACKET + TPACKET_V3 into nanosecond pcap, from a separate process.
 
 :class:`Sniffer` captures one interface (optionally in a named network namespace);
-:class:`CaptureStats` is what it reports. :mod:`lab.capture.pcapfile` writes and reads
+:class:`CaptureStats` is what it reports. :mod:`lab.pcap` writes and reads
 the files, :mod:`lab.capture.live` is ``lab sniff``.
 """
 
 from lab.capture.flows import FlowCount, LiveCounters
-from lab.capture.pcapfile import (
+from lab.capture.sniffer import CaptureStats, Sniffer
+from lab.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_RAW,
     PcapInfo,
@@ -14,7 +15,6 @@ from lab.capture.pcapfile import (
     iter_records,
     read_header,
 )
-from lab.capture.sniffer import CaptureStats, Sniffer
 
 __all__ = [
     "LINKTYPE_ETHERNET",

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from lab.capture.pcapfile import LINKTYPE_ETHERNET, LINKTYPE_RAW, RECORD_HEADER
+from lab.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, RECORD_HEADER
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from lab.capture.pcapfile import LINKTYPE_RAW
+from lab.pcap import LINKTYPE_RAW
 
 #: More distinct flows than this are tallied per protocol only (bounded memory).
 MAX_FLOWS = 50_000
