@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,12 +21,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from lab._signals import raise_interrupt
 from lab._terminal import markup_safe, visible
 from lab._version import __version__
-from lab.errors import LabError, ScenarioError
+from lab.errors import Interrupted, LabError, ScenarioError
 
 if TYPE_CHECKING:
     from lab.scenario import Scenario, SweepCell
+    from lab.testbed import Testbed
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -58,26 +58,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             Path(args.results),
             progress=lambda text: status.update(markup_safe(f"{scenario.name}: {text}")),
         )
-    if args.json:  # for scripts: the results folder and the summary, nothing else on stdout
-        summary = json.loads(outcome.summary.to_json(orient="records"))
-        page = _render_report(outcome.path, allow_incomplete=True)
-        document = {
-            "results": str(outcome.path),
-            "report": page and str(page),
-            "complete": outcome.complete,
-            "failed": outcome.failed,
-            "summary": summary,
-        }
-        print(json.dumps(document, indent=2))
-        return 0 if outcome.complete else EXIT_INCOMPLETE
-    _print_summary(
-        outcome.summary, title=markup_safe(f"{scenario.name} — {scenario.description}".strip(" —"))
-    )
-    setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
-    _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
-    _render_if_available(outcome.path, allow_incomplete=True)
-    _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
-    return _report_failures(outcome.failed, outcome.path)
+    state = "complete" if outcome.complete else "incomplete"
+    try:
+        if args.json:  # for scripts: the results folder and the summary, nothing else on stdout
+            summary = json.loads(outcome.summary.to_json(orient="records"))
+            page = outcome.report_path
+            document = {
+                "results": str(outcome.path),
+                "report": page and str(page),
+                "complete": outcome.complete,
+                "failed": outcome.failed,
+                "summary": summary,
+            }
+            print(json.dumps(document, indent=2))
+            return 0 if outcome.complete else EXIT_INCOMPLETE
+        title = f"{scenario.name} — {scenario.description}".strip(" —")
+        _print_summary(outcome.summary, title=markup_safe(title))
+        setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
+        _stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
+        _print_report_path(outcome.report_path)
+        _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
+        return _report_failures(outcome.failed, outcome.path)
+    except KeyboardInterrupt:  # only the printing was cut short
+        raise Interrupted(f"the run had ended; {outcome.path} is {state}") from None
 
 
 def _report_failures(failed: dict[str, str], path: Path) -> int:
@@ -125,7 +128,7 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     )
     if args.json:  # for scripts: no progress bar, the folder, the page and the table
         outcome = run_sweep(scenario, Path(args.scenario), Path(args.results))
-        page = _render_report(outcome.path, sweep=True, allow_incomplete=True)
+        page = outcome.report_path
         table = json.loads(outcome.table.to_json(orient="records"))
         document = {
             "results": str(outcome.path),
@@ -170,30 +173,14 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
         ]
         table.add_row(markup_safe(value), markup_safe(protocol), *cells)
     _stdout.print(table)
-    _render_if_available(outcome.path, sweep=True, allow_incomplete=True)
+    _print_report_path(outcome.report_path)
     _stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
     return _report_failures(
         {f"cell {label}": why for label, why in outcome.failed.items()}, outcome.path
     )
 
 
-def _render_report(
-    folder: Path, *, sweep: bool = False, allow_incomplete: bool = False
-) -> Path | None:
-    """Write the HTML report (or sweep page) next to the CSVs; its path."""
-    try:
-        report = importlib.import_module("lab.report")
-    except ImportError:  # the report stage is optional: the CSVs are the results
-        return None
-    render = report.render_sweep if sweep else report.render_report
-    page: Path = render(folder, allow_incomplete=allow_incomplete)
-    return page
-
-
-def _render_if_available(
-    folder: Path, *, sweep: bool = False, allow_incomplete: bool = False
-) -> None:
-    page = _render_report(folder, sweep=sweep, allow_incomplete=allow_incomplete)
+def _print_report_path(page: Path | None) -> None:
     if page is not None:
         _stdout.print(f"report: [bold]{markup_safe(page)}[/bold]")
 
@@ -278,21 +265,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from lab.testbed import cleanup_leftovers
 
-    removed = cleanup_leftovers()
-    _stdout.print(f"removed: {', '.join(removed)}" if removed else "nothing to clean up")
+    removed = cleanup_leftovers(args.ids, everything=args.all)
+    _stdout.print(
+        markup_safe(f"removed: {', '.join(removed)}") if removed else "nothing to clean up"
+    )
     return 0
 
 
 def _cmd_testbed_up(args: argparse.Namespace) -> int:
     from lab.scenario import load_scenario
-    from lab.testbed import STATE_DIR, build_persistent, route_congestion_control
+    from lab.testbed import build_persistent
 
     scenario = load_scenario(args.scenario)
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    ground_truth = STATE_DIR / f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}-ground-truth.npz"
-    testbed = build_persistent(
-        scenario.impairment, scenario.seed, scenario.congestion_control, ground_truth
-    )
+    testbed = build_persistent(scenario.impairment, scenario.seed, scenario.congestion_control)
+    try:
+        _print_testbed(testbed, scenario)
+    except KeyboardInterrupt:  # only the printing was cut short: the testbed is up
+        raise Interrupted(
+            f"testbed {testbed.run_id} is up; stop it with `lab testbed down {testbed.run_id}`"
+        ) from None
+    return 0
+
+
+def _print_testbed(testbed: Testbed, scenario: Scenario) -> None:
+    from lab.testbed import route_congestion_control
+
     _stdout.print(
         f"testbed [bold]{testbed.run_id}[/bold] is up ({markup_safe(scenario.name)}); "
         "impaired link:"
@@ -309,7 +306,6 @@ def _cmd_testbed_up(args: argparse.Namespace) -> int:
         "      lab exec client -- iperf3 -c server -u -b 10M -t 3\n"
         f"stop: lab testbed down {testbed.run_id}"
     )
-    return 0
 
 
 def _pick_testbed(run_id: str | None) -> str:
@@ -355,10 +351,17 @@ def _cmd_testbed_down(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_NOT_FOUND = 127  # as shells report a command that does not exist
+EXIT_NOT_EXECUTABLE = 126
+
+
 def _cmd_exec(args: argparse.Namespace) -> int:
     import os
+    import shutil
 
-    from lab.testbed import exec_argv
+    from lab.testbed import exec_argv, require_root
+
+    require_root("entering a testbed")  # say so, instead of ip's own error
 
     command = list(args.command)
     run_id = args.id
@@ -370,7 +373,14 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     command = command[1:] if command[:1] == ["--"] else command
     if not command:
         raise LabError("give a command after --, e.g. lab exec client -- ping -c 3 server")
-    argv = exec_argv(_pick_testbed(run_id), args.host, command)
+    run_id = _pick_testbed(run_id)
+    # the namespace shares the host's files: the program is found (or not) as here
+    if shutil.which(command[0]) is None:
+        exists = "/" in command[0] and os.path.exists(command[0])
+        why = "permission denied" if exists else "command not found"
+        _stderr.print(visible(f"lab exec: {command[0]}: {why}"), markup=False)
+        return EXIT_NOT_EXECUTABLE if exists else EXIT_NOT_FOUND
+    argv = exec_argv(run_id, args.host, command)
     os.execvp(argv[0], argv)
     return 0  # not reached
 
@@ -396,7 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cleanup = commands.add_parser(
         "cleanup",
-        help="remove testbeds left by killed runs, and those of `lab testbed up` (root)",
+        help="remove what killed runs and dead testbeds left behind (root)",
+        description="Remove testbeds whose process is gone, namespaces no testbed claims and "
+        "stray files in /run/protolab. Live testbeds stay unless named or --all is given.",
+    )
+    cleanup.add_argument("ids", nargs="*", metavar="ID", help="also remove these live testbeds")
+    cleanup.add_argument(
+        "--all", action="store_true", help="remove every lab testbed, live ones included"
     )
     cleanup.set_defaults(handler=_cmd_cleanup)
 
@@ -440,24 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lab`` and ``python -m lab``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    handler: Handler = args.handler
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    debug = False
     try:
+        args = build_parser().parse_args(argv)
+        debug = bool(args.debug)
+        handler: Handler = args.handler
         return handler(args)
-    except KeyboardInterrupt:
-        after = "; testbed torn down, run marked incomplete" if args.command == "run" else ""
-        _stderr.print(f"lab: interrupted{after}", markup=False)
+    except KeyboardInterrupt as interrupt:
+        # only what is known to be true: the stage that was interrupted says what it left
+        what = f"; {interrupt.what}" if isinstance(interrupt, Interrupted) else ""
+        _stderr.print(visible(f"lab: interrupted{what}"), markup=False)
         return EXIT_INTERRUPTED
     except LabError as error:
-        if args.debug:
+        if debug:
             traceback.print_exc()
         # a scenario error already starts with the file name, the most useful prefix
         text = str(error) if isinstance(error, ScenarioError) else f"lab: {error}"

@@ -14,6 +14,18 @@ class LabError(Exception):
     """Base of every error the lab reports as one line (exit status 2)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with what was true when it came: ``what``, one sentence.
+
+    A KeyboardInterrupt, so everything that cleans up on Ctrl-C still does; the CLI
+    prints ``lab: interrupted; <what>`` and exits 130.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 class ScenarioError(LabError):
     """A scenario file is unreadable or invalid; names the file and the field."""
 

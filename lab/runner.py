@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab._signals import held_signals
 from lab.analysis.context import (
     FIRST_TX_COLUMNS,
     datagram_first_transmissions,
@@ -26,18 +27,25 @@ from lab.analysis.impairment import (
     datagram_losses_explained,
     impairment_by_protocol,
 )
-from lab.analysis.pcap import read_pcap
 from lab.analysis.summary import summarize
 from lab.analysis.wire import analyze_run as analyze_wire
 from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
-from lab.errors import ExchangeError, TestbedError
+from lab.errors import ExchangeError, Interrupted, TestbedError
 from lab.exchanges import ExchangeResult, run_exchange
 from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
-from lab.results import RunFolder
+from lab.pcap import read_pcap
+from lab.report import render_report, render_sweep
+from lab.results import RunFolder, now_iso
 from lab.scenario import Scenario, SweepCell, sweep_cells
-from lab.testbed import choose_backend, open_testbed, require_root
+from lab.testbed import (
+    choose_backend,
+    ground_truth_path,
+    new_run_id,
+    open_testbed,
+    require_root,
+)
 
 Progress = Callable[[str], None]
 
@@ -54,6 +62,7 @@ class RunOutcome:
     teardown_s: float
     failed: dict[str, str] = field(default_factory=dict)
     """Protocols whose exchange failed, with why; the others' results are kept."""
+    report_path: Path | None = None
 
     @property
     def complete(self) -> bool:
@@ -83,10 +92,17 @@ def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
 
 
 def _write_ground_truth(
-    folder: RunFolder, messages: pd.DataFrame, exchange_rows: pd.DataFrame, summary: pd.DataFrame
+    folder: RunFolder,
+    npz: Path,
+    messages: pd.DataFrame,
+    exchange_rows: pd.DataFrame,
+    summary: pd.DataFrame,
 ) -> dict[str, object]:
-    """impairment.csv, accounting.csv and the per-protocol join; adds columns to ``summary``."""
-    npz = folder.path / "ground_truth.npz"
+    """impairment.csv, accounting.csv and the per-protocol join; adds columns to ``summary``.
+
+    ``npz`` is the engine's record, kept in the lab's own state folder (root's), never
+    in the results folder, and removed once its tables are written.
+    """
     if not npz.exists():
         return {"ground_truth": None}
     ground_truth, engine_meta = load_ground_truth(npz)
@@ -174,30 +190,39 @@ def run_scenario(
     folder_name: str | None = None,
     scenario_text: str | None = None,
     meta: dict[str, object] | None = None,
+    render: bool = True,
 ) -> RunOutcome:
-    """Run every protocol of ``scenario``; the results folder is complete only on success."""
+    """Run every protocol of ``scenario``; the results folder is complete only on success.
+
+    With ``render`` the run's report.html is written before the run is marked complete.
+    """
     # no root or an unusable backend: fail before anything is written
     require_root()
     choose_backend(scenario.impairment)
-    folder = RunFolder.create(
-        results_root,
-        folder_name or scenario.name,
-        scenario_file,
-        scenario.seed,
-        scenario_text=scenario_text,
-    )
-    folder.meta["scenario"] = scenario.name
-    folder.meta.update(meta or {})
-    progress(f"results: {folder.path}")
+    run_id = new_run_id()
+    ground_truth_npz = ground_truth_path(run_id)
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
     failed: dict[str, str] = {}
+    folder: RunFolder | None = None
     try:
+        with held_signals():  # the folder is either not made, or made and in hand
+            folder = RunFolder.create(
+                results_root,
+                folder_name or scenario.name,
+                scenario_file,
+                scenario.seed,
+                scenario_text=scenario_text,
+            )
+        folder.meta["scenario"] = scenario.name
+        folder.meta.update(meta or {})
+        progress(f"results: {folder.path}")
         with open_testbed(
             scenario.impairment,
             scenario.seed,
             scenario.congestion_control,
-            folder.path / "ground_truth.npz",
+            ground_truth_npz,
+            run_id=run_id,
         ) as testbed:
             progress(f"testbed {testbed.run_id} up in {testbed.setup_s * 1000:.0f} ms")
             folder.meta.update(
@@ -214,7 +239,7 @@ def run_scenario(
                 started = time.perf_counter()
                 hosts = (testbed.client, testbed.server)
                 try:
-                    with capture_link(folder.path, protocol.value, hosts) as stats:
+                    with capture_link(folder.io_path, protocol.value, hosts) as stats:
                         exchanges.append(run_exchange(scenario, protocol, testbed))
                 except ExchangeError as error:  # the other protocols still run and count
                     failed[protocol.value] = str(error)
@@ -240,13 +265,13 @@ def run_scenario(
         exchange_rows = exchanges_table(exchanges)
         folder.write_table("messages", messages)
         folder.write_table("exchanges", exchange_rows)
-        engine = _write_ground_truth(folder, messages, exchange_rows, summary)
+        engine = _write_ground_truth(folder, ground_truth_npz, messages, exchange_rows, summary)
         capture_rows = captures_table(captures)
         folder.write_table("captures", capture_rows)
         drops = capture_rows.groupby("protocol")["kernel_drops"].sum()
         summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
         progress("wire analysis")
-        wire = analyze_wire(folder.path)
+        wire = analyze_wire(folder.io_path)
         for name, table in wire.items():
             folder.write_table(name, table)
         _add_wire_columns(summary, wire)
@@ -255,7 +280,7 @@ def run_scenario(
             summary,
             messages,
             wire,
-            folder.path,
+            folder.io_path,
             client_address=testbed.client.address,
             offered_bps=workload.messages_per_second * workload.size * 8,
         )
@@ -276,21 +301,42 @@ def run_scenario(
             "engine_overload_drops": overload,
             **engine,
         }
+        report_path: Path | None = None
         if failed:  # every file of what ran is written; the run as a whole is not complete
             reason = "; ".join(f"{name} failed: {why}" for name, why in failed.items())
-            folder.abandon(reason, **run_fields)
+            folder.meta.update(run_fields, complete=False, incomplete_reason=reason)
+            if render:
+                report_path = render_report(folder.path, meta=folder.meta)
+            folder.abandon(reason)
         else:
-            folder.finish(**run_fields)
+            # the report first, drawn with the meta about to be written: a run is
+            # complete only when every file, the report included, is there
+            folder.meta.update(run_fields, ended=now_iso())
+            if render:
+                progress("report")
+                report_path = render_report(folder.path, meta={**folder.meta, "complete": True})
+            folder.finish()
+    except KeyboardInterrupt as error:
+        # open_testbed has torn down whatever it built before this runs
+        if folder is None:
+            raise Interrupted("nothing was written") from error
+        folder.abandon("interrupted")
+        raise Interrupted(f"no testbed is left; {folder.path} is marked incomplete") from error
     except BaseException as error:
-        reason = (
-            "interrupted"
-            if isinstance(error, KeyboardInterrupt)
-            else f"{type(error).__name__}: {error}"
-        )
-        folder.abandon(reason)
+        if folder is not None:
+            folder.abandon(f"{type(error).__name__}: {error}")
         raise
+    finally:
+        ground_truth_npz.unlink(missing_ok=True)  # its tables are written, or the run failed
     return RunOutcome(
-        folder.path, summary, messages, exchanges, testbed.setup_s, testbed.teardown_s, failed
+        folder.path,
+        summary,
+        messages,
+        exchanges,
+        testbed.setup_s,
+        testbed.teardown_s,
+        failed,
+        report_path,
     )
 
 
@@ -306,6 +352,10 @@ class SweepOutcome:
     table: pd.DataFrame
     failed: dict[str, str] = field(default_factory=dict)
     """Cells where a protocol's exchange failed (label -> why); their other rows are kept."""
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "sweep.html"
 
 
 def _base_rtt_ms(scenario: Scenario) -> float:
@@ -356,6 +406,7 @@ def run_sweep(
                         "repetition": cell.repetition,
                     }
                 },
+                render=False,  # the sweep's page covers its cells
             )
             exchanges = exchanges_table(outcome.exchanges).set_index("protocol")
             retransmissions = exchanges.get("client.Tcp.RetransSegs")
@@ -378,21 +429,23 @@ def run_sweep(
         on_cell(len(cells), len(cells), cells[-1])
         tidy = pd.concat(rows, ignore_index=True)
         aggregate.write_table("sweep", tidy)
+        aggregate.meta.update(cells=len(cells), ended=now_iso())
         if failed_cells:
-            aggregate.abandon(
-                "; ".join(f"cell {label}: {why}" for label, why in failed_cells.items()),
-                cells=len(cells),
-            )
-        else:
-            aggregate.finish(cells=len(cells))
+            reason = "; ".join(f"cell {label}: {why}" for label, why in failed_cells.items())
+            aggregate.meta.update(complete=False, incomplete_reason=reason)
+            render_sweep(aggregate.path, meta=aggregate.meta)
+            aggregate.abandon(reason)
+        else:  # the page first: a sweep is complete only when every file is there
+            render_sweep(aggregate.path, meta={**aggregate.meta, "complete": True})
+            aggregate.finish()
     except BaseException as error:
-        reason = (
-            "interrupted"
-            if isinstance(error, KeyboardInterrupt)
-            else f"{type(error).__name__}: {error}"
-        )
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"{type(error).__name__}: {error}"
         if rows:
             aggregate.write_table("sweep", pd.concat(rows, ignore_index=True))
         aggregate.abandon(reason)
+        if interrupted:
+            done = f"{error.what}; " if isinstance(error, Interrupted) else ""
+            raise Interrupted(f"{done}the sweep {aggregate.path} is marked incomplete") from error
         raise
     return SweepOutcome(aggregate.path, tidy, failed_cells)

@@ -52,3 +52,23 @@ def test_testbed_down_takes_the_id_either_way() -> None:
     parser = cli.build_parser()
     assert parser.parse_args(["testbed", "down", "ab12"]).id == "ab12"
     assert parser.parse_args(["testbed", "down", "--id", "ab12"]).id_option == "ab12"
+
+
+def test_exec_of_a_missing_program_exits_127_like_a_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.testbed
+
+    monkeypatch.setattr(lab.testbed.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cli, "_pick_testbed", lambda run_id: "ab12cd34")
+    assert cli.main(["exec", "client", "--", "no-such-program-xyz", "-v"]) == 127
+
+
+def test_exec_without_root_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lab.testbed
+
+    monkeypatch.setattr(lab.testbed.os, "geteuid", lambda: 1000)
+    assert cli.main(["exec", "client", "--", "true"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "lab: entering a testbed needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"
+    )

@@ -131,7 +131,7 @@ def make_run(
         folder,
         f'name = "demo"\ndescription = {json.dumps(description)}\nseed = 3\n'
         f"protocols = {json.dumps(list(protocols))}\n"
-        "[workload]\ncount = 300\nsize = 256\n[impairment]\ndelay_ms = 10\nloss = 5\n",
+        f"[workload]\ncount = {count}\nsize = 256\n[impairment]\ndelay_ms = 10\nloss = 5\n",
     )
     messages = messages_table(protocols, count)
     messages.to_csv(folder / "messages.csv", index=False)
@@ -420,13 +420,20 @@ def test_compare_runs(tmp_path: Path) -> None:
     assert ("tcp", "rtt_p50_ms") in cells  # numeric, all empty
 
 
-def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = make_run(tmp_path / "run-a")
     b = make_run(tmp_path / "run-b")
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
     assert run_cli(["compare", str(a), str(b)]) == 0
-    out = capsys.readouterr().out
-    assert "goodput_bps" in out and "B - A" in out
-    written = pd.read_csv(b / "compare-run-a.csv")
+    captured = capsys.readouterr()
+    assert "goodput_bps" in captured.out and "B - A" in captured.out
+    assert "differ" not in captured.err, "same settings: no warning"
+    assert not list(b.glob("compare-*")), "nothing is written into a run's folder"
+    written = pd.read_csv(here / "compare-run-a-run-b.csv")
     assert list(written.columns) == ["protocol", "metric", "a", "b", "diff", "rel_pct"]
     target = tmp_path / "diff.csv"
     assert run_cli(["compare", str(a), str(b), "--json", "--output", str(target)]) == 0
@@ -736,3 +743,14 @@ def test_real_run_report_in_chromium(tmp_path: Path, no_leftover_namespaces: Non
             ["file", str(screenshot)], capture_output=True, text=True, check=False
         ).stdout
         assert "PNG image data, 1400 x 4000" in kind
+
+
+def test_compare_warns_when_the_runs_settings_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = make_run(tmp_path / "a", count=300)
+    b = make_run(tmp_path / "b", count=200)
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["compare", str(a), str(b)]) == 0
+    err = capsys.readouterr().err
+    assert "lab compare: the runs differ in workload.count (300 vs 200)" in err

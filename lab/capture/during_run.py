@@ -16,14 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from lab.capture.sniffer import CaptureStats, Sniffer
+from lab.results import CAPTURE_DIR, pcap_path
 from lab.testbed import Host
 
-CAPTURE_DIR = "capture"
-
-
-def pcap_path(folder: Path, protocol: str, role: str) -> Path:
-    """``capture/<protocol>-<client|server>.pcap`` in a results folder."""
-    return folder / CAPTURE_DIR / f"{protocol}-{role}.pcap"
+__all__ = ["CAPTURE_DIR", "capture_link", "captures_table", "pcap_path"]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -28,9 +28,9 @@ from rich.text import Text
 
 from lab.capture import _linux
 from lab.capture.flows import LiveCounters
-from lab.capture.pcapfile import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from lab.capture.sniffer import MAX_SNAPLEN, CaptureStats, Sniffer
 from lab.errors import CaptureError, LabError, PrivilegeError
+from lab.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
 PRIVILEGE_MESSAGE = "lab sniff needs root or CAP_NET_RAW: run it as `sudo .venv/bin/lab sniff ...`"
 #: Seconds between two refreshes of the live view.
@@ -39,22 +39,55 @@ REFRESH_S = 0.5
 _LINKTYPE_NAMES = {LINKTYPE_RAW: "RAW (raw IP)", LINKTYPE_ETHERNET: "EN10MB (Ethernet)"}
 
 
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]; anything else is a usage error."""
+    bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {bounds}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0 (not nan, inf or negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, not {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``lab sniff``."""
+    """The options of ``lab sniff``; bad numbers are refused by argparse (usage, exit 2)."""
     parser.add_argument("-i", "--interface", required=True, help="interface to capture on")
     parser.add_argument(
         "-f", "--filter", dest="bpf", metavar="FILTER", help='BPF filter, e.g. "udp port 5000"'
     )
-    parser.add_argument("-c", "--count", type=int, help="stop after COUNT packets")
-    parser.add_argument("-t", "--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
+    parser.add_argument("-c", "--count", type=_whole_number(1), help="stop after COUNT packets")
+    parser.add_argument(
+        "-t", "--timeout", type=_seconds, metavar="SECONDS", help="stop after SECONDS"
+    )
     parser.add_argument(
         "-w", "--write", type=Path, metavar="FILE", help="write the packets to a pcap file"
     )
     parser.add_argument("--netns", metavar="NAME", help="network namespace of the interface")
     parser.add_argument(
-        "-s", "--snaplen", type=int, default=MAX_SNAPLEN, help="bytes kept of each packet"
+        "-s",
+        "--snaplen",
+        type=_whole_number(1, MAX_SNAPLEN),
+        default=MAX_SNAPLEN,
+        help="bytes kept of each packet",
     )
-    parser.add_argument("--top", type=int, default=10, help="flows shown (default 10)")
+    parser.add_argument("--top", type=_whole_number(1), default=10, help="flows shown (default 10)")
 
 
 def _human(n: float, unit: str = "B") -> str:
@@ -128,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         raise PrivilegeError(PRIVILEGE_MESSAGE)
     if args.count is not None and args.count < 1:
         raise CaptureError(f"--count must be at least 1, not {args.count}")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise CaptureError(f"--timeout must be positive, not {args.timeout}")
     top = max(1, args.top)
     sniffer = Sniffer(

@@ -34,8 +34,8 @@ from typing import Any, BinaryIO
 
 from lab.capture import _linux
 from lab.capture.flows import FlowTable, LiveCounters
-from lab.capture.pcapfile import ARPHRD_LOOPBACK, file_header, linktype_for_arphrd
 from lab.errors import CaptureError, LabError, PrivilegeError
+from lab.pcap import ARPHRD_LOOPBACK, file_header, linktype_for_arphrd
 
 #: Largest snapshot length (libpcap's MAXIMUM_SNAPLEN).
 MAX_SNAPLEN = 262144
@@ -337,15 +337,21 @@ def _release_inherited_fds(keep: set[int]) -> None:
 
 def _child_main(conn: Connection, cfg: _Config) -> None:
     """Entry point of the capture process (forked)."""
+    # the parent was killed: nobody is left to tell, and nothing to print
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+        _capture_child(conn, cfg)
+
+
+def _capture_child(conn: Connection, cfg: _Config) -> None:
     _release_inherited_fds({conn.fileno()})
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     stop_requested = [False]
 
     def on_term(_sig: int, _frame: FrameType | None) -> None:
         stop_requested[0] = True
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # No PR_SET_PDEATHSIG: it fires when the *thread* that forked us ends. A parent
     # that dies closes its end of the pipe, and the loop stops on that instead.
     cap = _Capture(cfg)
@@ -466,8 +472,9 @@ class Sniffer:
             _linux.preload_filter_compiler()
         ctx = multiprocessing.get_context("fork")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        # SIGINT blocked across the fork: the child ignores it before it can arrive.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # SIGINT and SIGTERM blocked across the fork: the child sets its own handlers
+        # before either can arrive (the parent's would raise KeyboardInterrupt there).
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             proc = ctx.Process(
                 target=_child_main,

@@ -193,6 +193,8 @@ def _child_main(
 ) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a SIGTERM ends us quietly
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     result = EndpointResult(role=role)
     try:
         _netns.enter(netns)
@@ -218,6 +220,11 @@ def spawn(
     process = context.Process(
         target=_child_main, args=(netns, role, body, child_end), name=f"lab-{role}", daemon=True
     )
-    process.start()
+    # blocked across the fork: the child sets its own handlers before either arrives
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     child_end.close()
     return process, parent_end

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,14 @@ def start_engine(
     *,
     run_id: str,
     die_with_parent: bool,
+    on_spawn: Callable[[int], None] = lambda _pid: None,
 ) -> EngineHandle:
-    """Spawn the forwarder holding both TUN fds; return once it is forwarding."""
+    """Spawn the forwarder holding both TUN fds; return once it is forwarding.
+
+    ``on_spawn`` gets the process id before anything waits on the process, so whoever
+    tears down can always find it; if the start fails or is interrupted, the process
+    is killed here.
+    """
     config = {
         "client_fd": client_fd,
         "server_fd": server_fd,
@@ -80,8 +87,14 @@ def start_engine(
         start_new_session=not die_with_parent,
     )
     assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], _READY_TIMEOUT_S)
-    line = os.read(process.stdout.fileno(), 64) if ready else b""
+    try:
+        on_spawn(process.pid)
+        ready, _, _ = select.select([process.stdout], [], [], _READY_TIMEOUT_S)
+        line = os.read(process.stdout.fileno(), 64) if ready else b""
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     if not line.startswith(b"ready"):
         process.kill()
         process.wait()

@@ -270,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, forwarder.request_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to `lab`, which stops us
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # whatever we inherited
+    try:
+        os.write(sys.stdout.fileno(), b"ready\n")  # unbuffered: nothing left to flush at exit
+    except BrokenPipeError:  # `lab` is gone before we started: nothing to forward for
+        return 0
     started = time.time_ns()
     forwarder.run()
     meta = {

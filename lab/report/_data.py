@@ -1,11 +1,13 @@
 """Reading a results folder for display: meta.json, scenario.toml and whichever CSVs exist.
 
 Reports only render what the run wrote; a missing table is not an error here (the page
-says "not available"), an unreadable one is (:class:`~lab.errors.ResultsError`).
+says "not available"), an unreadable one is (:class:`~lab.errors.ResultsError`), and so
+is one that cannot be what a run wrote (:mod:`lab.report._checks`: size, rows, columns).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +16,16 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import ResultsError
-from lab.results import read_meta
-from lab.results import read_table as read_results_table
+from lab.report._checks import (
+    LARGEST,
+    MAX_SCENARIO_BYTES,
+    Workload,
+    one_line,
+    read_checked_table,
+    too_deep,
+    workload_of,
+)
+from lab.results import read_meta, read_small_file
 
 #: The tables a run report reads; ``impairment.csv`` (one row per packet) is not needed.
 RUN_TABLES = (
@@ -59,25 +69,79 @@ class RunData:
         return [str(p) for p in declared] if isinstance(declared, list) else []
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One CSV; an unreadable file is a ResultsError naming it."""
+def read_table(path: Path, workload: Workload = LARGEST) -> pd.DataFrame:
+    """One CSV, checked against what ``workload`` can produce; else a ResultsError naming it."""
     try:
-        return read_results_table(path)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{path}: unreadable CSV: {error}") from None
+        return read_checked_table(path, workload)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ResultsError(f"{path}: unreadable: {error.strerror or one_line(error)}") from None
+
+
+def present(path: Path) -> bool:
+    """Whether anything is at ``path`` (a link or a directory too: those are refused)."""
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True
+
+
+def is_file_safely(path: Path) -> bool:
+    """``path.is_file()`` for a path built from data: a name too long or with a NUL is no file."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+#: Fields of meta.json that readers act on, and the JSON type each must have (or null).
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "scenario": (str, "a string"),
+    "started": (str, "a string"),
+    "ended": (str, "a string"),
+    "incomplete_reason": (str, "a string"),
+    "kind": (str, "a string"),
+    "complete": (bool, "true or false"),
+}
+
+
+def read_run_meta(folder: Path) -> dict[str, Any]:
+    """meta.json (:func:`lab.results.read_meta`), with the fields readers use type-checked."""
+    meta = read_meta(folder)
+    for key, (kind, name) in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ResultsError(
+                f"{folder / 'meta.json'}: {key}: must be {name} or null, not {type(value).__name__}"
+            )
+    return meta
 
 
 def read_scenario(folder: Path) -> tuple[dict[str, Any], str | None]:
-    """The run's copy of its scenario file; a broken copy is shown as text, not refused."""
+    """The run's copy of its scenario file; a broken copy is shown as text, not refused.
+
+    A copy that cannot be one (a link, a directory, larger than any scenario) is refused.
+    """
     path = folder / "scenario.toml"
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
+        text = read_small_file(path, MAX_SCENARIO_BYTES).decode("utf-8", errors="replace")
+    except FileNotFoundError:
         return {}, None
+    except OSError as error:
+        raise ResultsError(f"{path}: unreadable: {error.strerror or one_line(error)}") from None
     try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
         return {}, text
+    return ({}, text) if too_deep(data) else (data, text)
+
+
+def run_workload(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], str | None, Workload]:
+    """scenario.toml (data and text) and the workload that bounds the folder's tables."""
+    scenario, text = read_scenario(folder)
+    return scenario, text, workload_of(scenario if text is not None else None, meta)
 
 
 def check_complete(folder: Path, meta: dict[str, Any], allow_incomplete: bool) -> None:
@@ -93,15 +157,15 @@ def load_run(folder: Path, *, allow_incomplete: bool = False) -> RunData:
     """Read a run folder; refuses newer formats, sweeps and (unless allowed) incomplete runs."""
     if not folder.is_dir():
         raise ResultsError(f"{folder}: no such results folder")
-    meta = read_meta(folder)
+    meta = read_run_meta(folder)
     if meta.get("kind") == "sweep":
         raise ResultsError(f"{folder}: a sweep folder, not a run: render it with render_sweep")
     check_complete(folder, meta, allow_incomplete)
-    scenario, text = read_scenario(folder)
+    scenario, text, workload = run_workload(folder, meta)
     tables = {
-        name: read_table(folder / f"{name}.csv")
+        name: read_table(folder / f"{name}.csv", workload)
         for name in RUN_TABLES
-        if (folder / f"{name}.csv").is_file()
+        if present(folder / f"{name}.csv")
     }
     return RunData(folder, meta, scenario, text, tables)
 

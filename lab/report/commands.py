@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import pwd
+import stat
 import sys
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -48,7 +52,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     compare.add_argument("run_a", metavar="RUN_A", help="results folder of the reference run")
     compare.add_argument("run_b", metavar="RUN_B", help="results folder of the other run")
-    compare.add_argument("--output", help="CSV to write (default: RUN_B/compare-<RUN_A name>.csv)")
+    compare.add_argument(
+        "--output",
+        help="CSV to write (default: ./compare-<RUN_A name>-<RUN_B name>.csv; "
+        "never inside either run's folder)",
+    )
     compare.add_argument(
         "--allow-incomplete", action="store_true", help="compare runs that did not finish"
     )
@@ -66,8 +74,8 @@ def _print_json(data: object) -> None:
 
 
 def _json_safe(data: object) -> object:
-    """NaN is not JSON: missing numbers become null."""
-    if isinstance(data, float) and math.isnan(data):
+    """NaN and infinity are not JSON: they become null."""
+    if isinstance(data, float) and not math.isfinite(data):
         return None
     if isinstance(data, dict):
         return {str(k): _json_safe(v) for k, v in data.items()}
@@ -89,9 +97,9 @@ def _fmt(value: object, *, signed: bool = False) -> str:
 
 
 def _is_sweep(folder: Path) -> bool:
-    from lab.results import read_meta  # noqa: PLC0415
+    from lab.report._data import read_run_meta  # noqa: PLC0415
 
-    meta = read_meta(folder)
+    meta = read_run_meta(folder)
     return meta.get("kind") == "sweep" or (
         (folder / "sweep.csv").is_file() and not (folder / "messages.csv").is_file()
     )
@@ -105,13 +113,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise ResultsError(f"{folder}: no such results folder")
     sweep = _is_sweep(folder)
+    _check_writable(folder, "sweep.html" if sweep else "report.html")
     render = render_sweep if sweep else render_report
-    page = render(folder, allow_incomplete=args.allow_incomplete)
+    with warnings.catch_warnings():
+        # inf or nan in a table (a degenerate run) is drawn as missing: not worth a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        page = render(folder, allow_incomplete=args.allow_incomplete)
     if args.json:
         _print_json({"path": str(page), "kind": "sweep" if sweep else "run"})
     else:
         _console().print(f"report: [bold]{markup_safe(page)}[/bold]", highlight=False)
     return 0
+
+
+def _check_writable(folder: Path, name: str) -> None:
+    """Refuse before rendering (which takes seconds) when the page cannot be written."""
+    target = folder / name
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ResultsError(f"{target}: a directory: cannot write the page over it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            uid = folder.stat().st_uid
+        except OSError:
+            owner = "another user"
+        else:
+            try:
+                owner = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                owner = f"uid {uid}"
+        raise ResultsError(
+            f"{folder}: cannot write {name}: permission denied (the folder belongs to "
+            f"{owner}; run with sudo)"
+        )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -146,7 +183,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "yes" if run.report else "–",
             )
         console.print(table)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     for problem in problems:
         err.print(f"lab list: skipped {visible(problem)}", markup=False)
     return 0
@@ -158,18 +195,22 @@ def _escape(text: str) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``lab compare RUN_A RUN_B``: B - A per protocol and summary column, table and CSV."""
-    from lab.report.listing import compare_runs  # noqa: PLC0415
+    from lab.report.listing import compare_runs, setting_differences  # noqa: PLC0415
 
     run_a, run_b = Path(args.run_a), Path(args.run_b)
     for folder in (run_a, run_b):
         if not folder.is_dir():
             raise ResultsError(f"{folder}: no such results folder")
     diff = compare_runs(run_a, run_b, allow_incomplete=args.allow_incomplete)
-    output = Path(args.output) if args.output else run_b / f"compare-{run_a.resolve().name}.csv"
+    default = f"compare-{run_a.resolve().name}-{run_b.resolve().name}.csv"
+    output = Path(args.output) if args.output else Path.cwd() / default
     try:
         diff.to_csv(output, index=False)
     except OSError as error:
         raise ResultsError(f"{output}: cannot write: {error.strerror or error}") from None
+    err = Console(stderr=True, highlight=False)
+    for difference in setting_differences(run_a, run_b):  # B - A then mixes causes
+        err.print(visible(f"lab compare: the runs differ in {difference}"), markup=False)
     if args.json:
         rows = [{str(k): v for k, v in r.items()} for r in diff.to_dict(orient="records")]
         _print_json({"a": str(run_a), "b": str(run_b), "csv": str(output), "rows": rows})

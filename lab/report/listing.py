@@ -10,14 +10,16 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import ResultsError
+from lab.report._checks import one_line
 from lab.report._data import (
     distinct_values,
     format_value,
-    read_scenario,
+    present,
+    read_run_meta,
     read_table,
+    run_workload,
     sweep_values,
 )
-from lab.results import read_meta
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,15 @@ def _number(value: object) -> float | None:
 
 def run_info(folder: Path) -> RunInfo:
     """Describe one results folder; a folder of a newer format raises ResultsError."""
-    meta = read_meta(folder)
+    meta = read_run_meta(folder)
     kind = "sweep" if meta.get("kind") == "sweep" else "run"
-    scenario, _ = read_scenario(folder)
-    protocols: list[str] = [str(p) for p in scenario.get("protocols", [])]
+    scenario, _, workload = run_workload(folder, meta)
+    declared = scenario.get("protocols", [])
+    protocols = [str(p) for p in declared] if isinstance(declared, list) else []
     losses: dict[str, float | None] = {}
     line = ""
-    if kind == "sweep" and (folder / "sweep.csv").is_file():
-        sweep = read_table(folder / "sweep.csv")
+    if kind == "sweep" and present(folder / "sweep.csv"):
+        sweep = read_table(folder / "sweep.csv", workload)
         if "protocol" in sweep:
             protocols = [str(p) for p in pd.unique(sweep["protocol"])]
         if {"parameter", "value"} <= set(sweep.columns) and not sweep.empty:
@@ -83,8 +86,8 @@ def run_info(folder: Path) -> RunInfo:
                 if "repetition" in sweep
                 else f"{sweep['parameter'].iloc[0]}: {len(values)} values"
             )
-    elif (folder / "summary.csv").is_file():
-        protocols, losses, line = _loss_line(read_table(folder / "summary.csv"))
+    elif present(folder / "summary.csv"):
+        protocols, losses, line = _loss_line(read_table(folder / "summary.csv", workload))
     page = folder / ("sweep.html" if kind == "sweep" else "report.html")
     return RunInfo(
         name=folder.name,
@@ -113,22 +116,24 @@ def list_runs(root: Path) -> tuple[list[RunInfo], list[str]]:
         try:
             runs.append(run_info(folder))
         except ResultsError as error:
-            problems.append(str(error))
+            problems.append(one_line(error))
+        except OSError as error:  # e.g. a folder it may not read
+            problems.append(f"{folder}: unreadable: {error.strerror or one_line(error)}")
     runs.sort(key=lambda r: (r.started or "", r.name))
     return runs, problems
 
 
 def _summary_of(folder: Path, allow_incomplete: bool) -> pd.DataFrame:
-    meta = read_meta(folder)
+    meta = read_run_meta(folder)
     if meta.get("complete") is not True and not allow_incomplete:
         reason = meta.get("incomplete_reason") or "it did not finish"
         raise ResultsError(
             f"{folder}: run is incomplete ({reason}); use --allow-incomplete to compare anyway"
         )
     path = folder / "summary.csv"
-    if not path.is_file():
+    if not present(path):
         raise ResultsError(f"{folder}: no summary.csv to compare")
-    summary = read_table(path)
+    summary = read_table(path, run_workload(folder, meta)[2])
     if "protocol" not in summary:
         raise ResultsError(f"{path}: no protocol column")
     return summary.assign(protocol=summary["protocol"].astype(str)).set_index("protocol")
@@ -175,3 +180,34 @@ def compare_runs(run_a: Path, run_b: Path, *, allow_incomplete: bool = False) ->
                 }
             )
     return pd.DataFrame(rows, columns=["protocol", "metric", "a", "b", "diff", "rel_pct"])
+
+
+def setting_differences(run_a: Path, run_b: Path) -> list[str]:
+    """Workload and impairment settings that differ between two runs' scenario files,
+    as ``name (A vs B)``: a comparison across them mixes the workload's effect with the
+    link's. Empty when a scenario file is missing or unreadable (nothing to say)."""
+    from lab.report._data import read_scenario  # noqa: PLC0415
+
+    first, second = read_scenario(run_a)[0], read_scenario(run_b)[0]
+    if not first or not second:
+        return []
+    found = []
+    for table in ("workload", "impairment", "protocols", "congestion_control", "nagle"):
+        a, b = _flat(table, first.get(table)), _flat(table, second.get(table))
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                found.append(f"{key} ({_shown(a.get(key))} vs {_shown(b.get(key))})")
+    return found
+
+
+def _flat(prefix: str, value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        return {prefix: value} if value is not None else {}
+    out: dict[str, object] = {}
+    for key, inner in value.items():
+        out.update(_flat(f"{prefix}.{key}", inner))
+    return out
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is None else repr(value)

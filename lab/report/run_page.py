@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import pandas as pd
 from lab.report import _html as h
 from lab.report import _run_figures as figs
 from lab.report import _wire_figures as wire
-from lab.report._data import RunData, as_float, load_run
+from lab.report._data import RunData, as_float, is_file_safely, load_run
+from lab.results import write_file
 
 REPORT_NAME = "report.html"
 
@@ -47,18 +49,20 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
 _NOT_AVAILABLE = "Not available for this run"
 
 
-def render_report(folder: Path, *, allow_incomplete: bool = False) -> Path:
+def render_report(
+    folder: Path, *, allow_incomplete: bool = False, meta: dict[str, Any] | None = None
+) -> Path:
     """Write ``folder/report.html`` from the run's CSVs and return its path.
 
     Raises ResultsError for a folder of a newer format, a sweep folder, or an incomplete
     run (unless ``allow_incomplete``: then the page carries an INCOMPLETE banner).
+    ``meta`` stands in for meta.json: the runner renders the page with the meta it is
+    about to write, so a run is marked complete only once its report exists.
     """
-    run = load_run(Path(folder), allow_incomplete=allow_incomplete)
-    target = run.folder / REPORT_NAME
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(build_page(run), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    run = load_run(Path(folder), allow_incomplete=allow_incomplete or meta is not None)
+    if meta is not None:
+        run = dataclasses.replace(run, meta=meta)
+    return write_file(run.folder, REPORT_NAME, build_page(run))
 
 
 def build_page(run: RunData) -> str:
@@ -365,6 +369,8 @@ def _kernel(run: RunData) -> str:
         values = as_float(frame[column])
         if values.fillna(0).ne(0).any():
             rows[column] = values
+    if not rows:
+        return h.note("exchanges.csv has neither ports nor kernel counters.")
     table = pd.DataFrame(rows).T.reset_index()
     table.columns = ["", *[str(p).upper() for p in frame.index]]
     return h.table(table, key_column="") + h.caption(
@@ -382,7 +388,7 @@ def _captures(run: RunData) -> str:
         links = []
         for value in frame["path"]:
             path = str(value)
-            exists = not h.is_missing(value) and (run.folder / path).is_file()
+            exists = not h.is_missing(value) and is_file_safely(run.folder / path)
             links.append(
                 f'<a href="{h.href(path)}">{h.esc(path)}</a>'
                 if exists
@@ -391,11 +397,7 @@ def _captures(run: RunData) -> str:
         frame["path"] = links
     drop = [c for c in ("started_ns", "stopped_ns") if c in frame]
     if len(drop) == 2:
-        frame.insert(
-            len(frame.columns),
-            "duration_s",
-            (as_float(frame["stopped_ns"]) - as_float(frame["started_ns"])) / 1e9,
-        )
+        frame["duration_s"] = (as_float(frame["stopped_ns"]) - as_float(frame["started_ns"])) / 1e9
         frame = frame.drop(columns=drop)
     return h.table(frame, raw_html=["path"], key_column="protocol") + h.caption(
         "captures.csv: what the capture on each end of the link saw. Links open the pcap "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +34,14 @@ from lab.report._data import (
     check_complete,
     distinct_values,
     format_value,
+    is_file_safely,
+    present,
+    read_run_meta,
     read_table,
+    run_workload,
     sweep_values,
 )
-from lab.results import read_meta
+from lab.results import read_meta, write_file
 
 SWEEP_PAGE = "sweep.html"
 REQUIRED_COLUMNS = ("parameter", "value", "repetition", "protocol", "sent", "delivered")
@@ -78,12 +83,14 @@ METRICS = (
 
 def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
     """sweep.csv with the display columns added; checks meta.json when there is one."""
-    if (folder / "meta.json").exists():
-        check_complete(folder, read_meta(folder), allow_incomplete)
+    meta: dict[str, Any] = {}
+    if present(folder / "meta.json"):
+        meta = read_run_meta(folder)
+        check_complete(folder, meta, allow_incomplete)
     path = folder / "sweep.csv"
-    if not path.is_file():
+    if not present(path):
         raise ResultsError(f"{folder}: no sweep.csv (not a sweep folder?)")
-    tidy = read_table(path)
+    tidy = read_table(path, run_workload(folder, meta)[2])
     missing = [c for c in REQUIRED_COLUMNS if c not in tidy]
     if missing:
         raise ResultsError(f"{path}: missing column(s): {', '.join(missing)}")
@@ -313,28 +320,33 @@ def _means_table(tidy: pd.DataFrame) -> str:
 
 
 def _runs_table(tidy: pd.DataFrame, folder: Path) -> str:
+    """One row per run (value x repetition): its link, then loss and goodput per protocol.
+
+    Built column by column, not run by run: a sweep may have 10,000 runs.
+    """
     if "run" not in tidy:
         return ""
-    rows = []
-    for (value, repetition, run), group in tidy.groupby(
-        ["value", "repetition", "run"], sort=True, dropna=False
-    ):
+    keys = ["value", "repetition", "run"]
+    ordered = tidy.sort_values(keys, kind="stable", na_position="last")
+    table = ordered[keys].drop_duplicates(ignore_index=True)
+    firsts = ordered.drop_duplicates([*keys, "protocol"])  # a protocol's first row per run
+    for protocol in pd.unique(firsts["protocol"]):
+        mine = firsts.loc[firsts["protocol"] == protocol]
+        columns = mine[keys].copy()
+        name = str(protocol).upper()
+        if "loss_pct" in mine:
+            columns[f"{name} loss %"] = as_float(mine["loss_pct"])
+        if "goodput_mbps" in mine:
+            columns[f"{name} Mbit/s"] = as_float(mine["goodput_mbps"])
+        table = table.merge(columns, on=keys, how="left")
+    links = []
+    for run in table["run"]:
         run_path = str(run)
         report = f"{run_path.rstrip('/')}/report.html"
-        target = report if (folder / report).is_file() else f"{run_path.rstrip('/')}/"
-        row: dict[str, object] = {
-            "value": value,
-            "repetition": repetition,
-            "run": f'<a href="{h.href(target)}">{h.esc(run_path)}</a>',
-        }
-        for protocol, cells in group.groupby("protocol", sort=False):
-            cell = cells.iloc[0]
-            if "loss_pct" in cells:
-                row[f"{str(protocol).upper()} loss %"] = as_float(cells["loss_pct"]).iloc[0]
-            if "goodput_mbps" in cells:
-                row[f"{str(protocol).upper()} Mbit/s"] = float(cell["goodput_mbps"])
-        rows.append(row)
-    return h.table(pd.DataFrame(rows), raw_html=["run"])
+        target = report if is_file_safely(folder / report) else f"{run_path.rstrip('/')}/"
+        links.append(f'<a href="{h.href(target)}">{h.esc(run_path)}</a>')
+    table["run"] = links
+    return h.table(table, raw_html=["run"])
 
 
 _MODEL_COLORS = {"Mathis": "#111827", "CUBIC": "#9333ea", "PFTK": "#be123c"}
@@ -463,7 +475,8 @@ def _model_section(tidy: pd.DataFrame, model: pd.DataFrame) -> str:
 
 
 def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
-    loss = is_loss_parameter(parameter)
+    # the models need loss as a number: a text value (a corrupted sweep.csv) gets no model
+    loss = is_loss_parameter(parameter) and pd.api.types.is_float_dtype(tidy["value"])
     model = model_table(tidy) if loss else pd.DataFrame()
     figures = []
     for metric in METRICS:
@@ -484,11 +497,18 @@ def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
     return body
 
 
-def render_sweep(folder: Path, *, allow_incomplete: bool = False) -> Path:
-    """Write ``folder/sweep.html`` from ``folder/sweep.csv`` and return its path."""
+def render_sweep(
+    folder: Path, *, allow_incomplete: bool = False, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write ``folder/sweep.html`` from ``folder/sweep.csv`` and return its path.
+
+    ``meta`` stands in for meta.json: the runner renders the page with the meta it is
+    about to write, so a sweep is marked complete only once its page exists.
+    """
     folder = Path(folder)
-    tidy = read_sweep(folder, allow_incomplete=allow_incomplete)
-    meta = read_meta(folder) if (folder / "meta.json").exists() else {}
+    tidy = read_sweep(folder, allow_incomplete=allow_incomplete or meta is not None)
+    if meta is None:
+        meta = read_meta(folder) if (folder / "meta.json").exists() else {}
     parameters = [str(p) for p in pd.unique(tidy["parameter"])]
     sections = [
         h.section(
@@ -511,8 +531,4 @@ def render_sweep(folder: Path, *, allow_incomplete: bool = False) -> Path:
         reason = meta.get("incomplete_reason") or "the sweep did not finish"
         banner = f"INCOMPLETE SWEEP: {h.esc(reason)}. Some cells are missing."
     html = h.page(f"protolab sweep: {name}", subtitle, "".join(sections), banner=banner)
-    target = folder / SWEEP_PAGE
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_file(folder, SWEEP_PAGE, html)

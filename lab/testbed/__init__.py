@@ -22,12 +22,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lab.errors import PrivilegeError, TestbedError
+from lab._signals import held_signals
+from lab.errors import Interrupted, PrivilegeError, TestbedError
 from lab.impairment.engine import EngineHandle, start_engine
 from lab.impairment.netem import netem_available, netem_commands
 from lab.impairment.spec import Direction, ImpairmentSpec
@@ -117,14 +118,19 @@ class Testbed:
         if self._closed or os.getpid() != self._owner_pid:
             return  # a forked child must never tear down its parent's testbed
         started = time.perf_counter()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with held_signals():
             self.stop_engine()
             _destroy(self.run_id)
             self._closed = True
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.teardown_s = time.perf_counter() - started
+            self.teardown_s = time.perf_counter() - started
+
+
+def ground_truth_path(run_id: str) -> Path:
+    """Where a run's engine writes its record: the lab's state folder (root's only),
+    never a results folder someone else may own. The name carries the process that
+    will read it, so ``lab cleanup`` removes it only once that process is gone (a run
+    reads it after its testbed, and the testbed's state file, are gone)."""
+    return STATE_DIR / f"{run_id}-{os.getpid()}-ground-truth.npz"
 
 
 def new_run_id() -> str:
@@ -136,11 +142,11 @@ def namespace_names(run_id: str) -> tuple[str, str]:
     return f"{_netns.PREFIX}{run_id}-c", f"{_netns.PREFIX}{run_id}-s"
 
 
-def require_root() -> None:
+def require_root(doing: str = "building a testbed") -> None:
     """Refuse early, before anything is written: namespaces need root."""
     if os.geteuid() != 0:
         raise PrivilegeError(
-            "building a testbed needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"
+            f"{doing} needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"
         )
 
 
@@ -149,13 +155,15 @@ def _state_path(run_id: str) -> Path:
 
 
 def _write_state(state_id: str, **fields: object) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    path = _state_path(state_id)
-    state: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
-    state.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
+    """Add ``fields`` to a testbed's state file, whole or not at all (signals held)."""
+    with held_signals():
+        STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = _state_path(state_id)
+        state: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+        state.update(fields)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
 
 
 def read_states() -> list[dict[str, object]]:
@@ -269,6 +277,7 @@ def _build(
         for host in (client, server):
             fds.append(_tun.open_tun(host.netns, host.interface))
         _configure_hosts(testbed)
+        _write_state(run_id, ground_truth=str(ground_truth_path))
         testbed.engine = start_engine(
             fds[0],
             fds[1],
@@ -277,9 +286,9 @@ def _build(
             ground_truth_path,
             run_id=run_id,
             die_with_parent=not persistent,
+            on_spawn=lambda pid: _write_state(run_id, engine_pid=pid),
         )
         testbed.ground_truth_path = ground_truth_path
-        _write_state(run_id, engine_pid=testbed.engine.pid)
     except BaseException:
         testbed.close()
         raise
@@ -415,22 +424,30 @@ def open_testbed(
     *,
     run_id: str | None = None,
 ) -> Iterator[Testbed]:
-    """Build a testbed for the body and always tear it down (error, SIGINT, SIGTERM)."""
+    """Build a testbed for the body and always tear it down (error, SIGINT, SIGTERM).
+
+    A signal during the build is held until the build is whole (well under a second,
+    at most the engine's start timeout), so it is never left half-made; it then acts,
+    and the testbed, already in hand, is torn down.
+    """
     require_root()
     started = time.perf_counter()
-    testbed = _build(
-        run_id=run_id or new_run_id(),
-        impairment=impairment,
-        seed=seed,
-        congestion_control=congestion_control,
-        ground_truth_path=ground_truth_path,
-        persistent=False,
-    )
-    testbed.setup_s = time.perf_counter() - started
+    testbed: Testbed | None = None
     try:
+        with held_signals():
+            testbed = _build(
+                run_id=run_id or new_run_id(),
+                impairment=impairment,
+                seed=seed,
+                congestion_control=congestion_control,
+                ground_truth_path=ground_truth_path,
+                persistent=False,
+            )
+            testbed.setup_s = time.perf_counter() - started
         yield testbed
     finally:
-        testbed.close()
+        if testbed is not None:
+            testbed.close()
 
 
 @contextlib.contextmanager
@@ -457,22 +474,42 @@ def open_veth_testbed(
         testbed.close()
 
 
-def build_persistent(
-    impairment: ImpairmentSpec, seed: int, congestion_control: str, ground_truth_path: Path
-) -> Testbed:
-    """A testbed that outlives the command (``lab testbed up``)."""
+def build_persistent(impairment: ImpairmentSpec, seed: int, congestion_control: str) -> Testbed:
+    """A testbed that outlives the command (``lab testbed up``).
+
+    Signals are held until it is whole: then it is either complete and recorded, or
+    torn down, never an engine nobody knows about.
+    """
     require_root()
-    testbed = _build(
-        run_id=new_run_id(),
-        impairment=impairment,
-        seed=seed,
-        congestion_control=congestion_control,
-        ground_truth_path=ground_truth_path,
-        persistent=True,
-    )
-    _write_hosts_files(testbed.run_id)
-    _write_state(testbed.run_id, ground_truth=str(ground_truth_path))
+    testbed: Testbed | None = None
+    try:
+        with held_signals():  # a signal meanwhile acts when the testbed is whole, in hand
+            run_id = new_run_id()
+            testbed = _build(
+                run_id=run_id,
+                impairment=impairment,
+                seed=seed,
+                congestion_control=congestion_control,
+                ground_truth_path=ground_truth_path(run_id),
+                persistent=True,
+            )
+            _write_hosts_files(testbed.run_id)
+            _write_state(testbed.run_id, ready=True)
+    except KeyboardInterrupt as error:
+        _discard(testbed)
+        raise Interrupted("no testbed was kept") from error
+    except BaseException:
+        _discard(testbed)
+        raise
     return testbed
+
+
+def _discard(testbed: Testbed | None) -> None:
+    """Tear down a testbed nobody will use, its engine's record included."""
+    if testbed is not None:
+        testbed.close()
+        if testbed.ground_truth_path is not None:
+            testbed.ground_truth_path.unlink(missing_ok=True)
 
 
 def destroy(run_id: str) -> None:
@@ -512,7 +549,7 @@ def persistent_testbeds() -> list[dict[str, object]]:
     for state in read_states():
         namespaces = state.get("namespaces")
         names = {str(name) for name in namespaces} if isinstance(namespaces, list) else set()
-        if state.get("persistent") and names and names <= present:
+        if state.get("persistent") and state.get("ready") and names and names <= present:
             found.append(state)
     return found
 
@@ -523,31 +560,86 @@ def exec_argv(run_id: str, role: Role, command: list[str]) -> list[str]:
     return ["ip", "netns", "exec", client_ns if role == "client" else server_ns, *command]
 
 
-def cleanup_leftovers() -> list[str]:
-    """Remove every lab namespace whose owning process is gone; return what was removed.
+def cleanup_leftovers(run_ids: Sequence[str] = (), *, everything: bool = False) -> list[str]:
+    """Remove what runs and testbeds left behind; return what was removed.
 
-    Only names matching ``lab-<id>-c|s`` are touched. A live ``lab run`` keeps its
-    testbed; persistent testbeds (``lab testbed up``) are removed too, as asked.
+    By default only what belongs to dead processes: testbeds of runs whose ``lab``
+    process is gone, persistent testbeds (``lab testbed up``) whose engine is gone,
+    lab namespaces no state file claims, and stray files in the state folder (a state
+    file half-written, a ground-truth record nobody will read). A live testbed goes
+    only when named in ``run_ids``, or with ``everything``. Only names matching
+    ``lab-<id>-c|s`` are touched.
     """
     require_root()
     removed: list[str] = []
-    run_ids = {str(s["run_id"]) for s in read_states() if _owner_gone(s)}
-    live_owned = {str(s["run_id"]) for s in read_states()} - run_ids
-    for name in _netns.list_all():
-        if _netns.is_lab_namespace(name):
-            run_id = name[len(_netns.PREFIX) : -2]
-            if run_id not in live_owned:
-                run_ids.add(run_id)
-    for run_id in sorted(run_ids):
+    states = read_states()
+    known = {str(s["run_id"]) for s in states}
+    unknown_ids = sorted(set(run_ids) - known - _namespace_ids())
+    if unknown_ids:
+        raise TestbedError(f"no testbed {', '.join(unknown_ids)} (see `lab testbed down`)")
+    doomed = {str(s["run_id"]) for s in states if everything or _owner_gone(s)}
+    doomed |= set(run_ids)
+    doomed |= _namespace_ids() - known  # namespaces nobody claims
+    for run_id in sorted(doomed):
         present = [n for n in namespace_names(run_id) if n in _netns.list_all()]
+        state = next((s for s in states if s.get("run_id") == run_id), {})
         _destroy(run_id)
-        removed.extend(present)
+        _remove_ground_truth(state)
+        removed.extend(present or [f"testbed {run_id} (state only)"])
+    live = {str(s["run_id"]) for s in read_states()}
+    removed.extend(_remove_strays(live))
     return removed
 
 
-def _owner_gone(state: dict[str, object]) -> bool:
-    if state.get("persistent"):
+def _namespace_ids() -> set[str]:
+    return {
+        name[len(_netns.PREFIX) : -2] for name in _netns.list_all() if _netns.is_lab_namespace(name)
+    }
+
+
+def _remove_ground_truth(state: dict[str, object]) -> None:
+    path = state.get("ground_truth")
+    if isinstance(path, str) and Path(path).parent == STATE_DIR:
+        Path(path).unlink(missing_ok=True)
+
+
+def _remove_strays(live: set[str]) -> list[str]:
+    """Files in the state folder of no live testbed: half-written state, old records."""
+    if not STATE_DIR.is_dir():
+        return []
+    removed = []
+    for path in sorted(STATE_DIR.iterdir()):
+        if path.suffix == ".json" or not path.is_file():
+            continue  # a state file is removed with its testbed
+        run_id, _, rest = path.name.partition("-")
+        reader = rest.split("-", 1)[0]
+        if run_id.split(".", 1)[0] in live or (reader.isdigit() and _alive(int(reader))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(f"{path} (stray)")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    return True
+
+
+def _owner_gone(state: dict[str, object]) -> bool:
+    """Has the process that keeps this testbed alive died?
+
+    A run's testbed lives as long as its ``lab`` process; a persistent one, once built
+    (``ready``), as long as its engine (the command that built it has returned); one
+    still being built, as long as the command building it.
+    """
+    if state.get("persistent") and state.get("ready"):
+        engine = state.get("engine_pid")
+        return not (isinstance(engine, int) and _is_engine_of(engine, str(state.get("run_id"))))
     owner = state.get("owner_pid")
     if not isinstance(owner, int):
         return True
