@@ -356,3 +356,31 @@ def test_a_failed_exchange_keeps_the_other_protocols_results(tmp_path: Path) -> 
     assert meta["complete"] is False and meta["incomplete_reason"].startswith("tcp failed: ")
     assert meta["protocol_status"]["udp"] == "complete"
     assert (folder / "summary.csv").exists() and (folder / "report.html").exists()
+
+
+def test_cleanup_keeps_live_testbeds_unless_named_and_removes_strays(tmp_path: Path) -> None:
+    """`lab cleanup` removes only what dead processes left; a live testbed goes by id."""
+    from lab.testbed import STATE_DIR
+
+    up = subprocess.run(
+        [*LAB, "testbed", "up", str(SCENARIOS / "quickstart.toml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    stray = STATE_DIR / "0badcafe-999999999-ground-truth.npz"  # a reader that cannot exist
+    stray.write_bytes(b"")
+    try:
+        first = subprocess.run([*LAB, "cleanup"], capture_output=True, text=True, check=False)
+        assert first.returncode == 0, first.stderr
+        assert f"lab-{run_id}-c" in lab_namespaces(), "a live testbed stays"
+        assert not stray.exists() and str(stray) in first.stdout
+    finally:
+        named = subprocess.run(
+            [*LAB, "cleanup", run_id], capture_output=True, text=True, check=False
+        )
+    assert named.returncode == 0, named.stderr
+    assert {f"lab-{run_id}-c", f"lab-{run_id}-s"} & lab_namespaces() == set()
+    assert not list(STATE_DIR.glob(f"{run_id}*")), "its state and record are gone"
