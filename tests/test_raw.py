@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lab._protocols import IPPROTO_LAB_RAW
 from lab.analysis.impairment import (
     datagram_losses_explained,
     impairment_by_protocol,
@@ -24,7 +25,6 @@ from lab.analysis.impairment import (
 from lab.exchanges._endpoint import EndpointSettings
 from lab.exchanges._framing import MessageBuilder, filler
 from lab.exchanges.raw import (
-    IPPROTO_LAB_RAW,
     RAW_HEADER_SIZE,
     RawMessageBuilder,
     _Receiver,
@@ -34,7 +34,6 @@ from lab.exchanges.raw import (
     verify,
 )
 from lab.impairment.forwarder import _corrupt, _Record
-from lab.impairment.groundtruth import IPPROTO_LAB_RAW as GROUND_TRUTH_RAW
 from lab.impairment.groundtruth import load_ground_truth
 from lab.pcap import LAB_RAW_PROTO, read_pcap
 from lab.runner import RunOutcome
@@ -81,8 +80,8 @@ def ip_packet(payload: bytes, src: str = CLIENT, dst: str = SERVER, options: byt
 # --- wire format ---------------------------------------------------------------------------
 
 
-def test_protocol_number_is_the_one_ground_truth_and_pcap_parser_expect() -> None:
-    assert IPPROTO_LAB_RAW == GROUND_TRUTH_RAW == LAB_RAW_PROTO == 253
+def test_protocol_number_is_the_one_reserved_for_experiments_and_the_parser_knows() -> None:
+    assert IPPROTO_LAB_RAW == LAB_RAW_PROTO == 253  # RFC 3692
 
 
 def test_layout_seq_first_then_length_time_checksum_filler() -> None:

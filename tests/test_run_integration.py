@@ -62,6 +62,18 @@ def test_quickstart_delivers_everything_in_order(
     )
 
 
+def _run_json(path: Path, results: Path, *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``lab run PATH --json``, bounded in time."""
+    return subprocess.run(
+        [*LAB, "run", str(path), "--results", str(results), "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+    )
+
+
 def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[str], set[str], Path]:
     """A 20-second ``lab run`` in the background, returned once its testbed is up."""
     scenario = write_scenario(
@@ -180,14 +192,7 @@ def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -
         'name = "sw"\ndescription = "tiny sweep"\n[workload]\ncount = 200\nrate = 4000\n'
         "[impairment]\ndelay_ms = 2\n[sweep]\nimpairment.loss = [0, 20]\nrepeat = 2\n",
     )
-    done = subprocess.run(
-        [*LAB, "run", str(path), "--results", str(tmp_path / "results"), "--json"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    done = _run_json(path, tmp_path / "results", timeout_s=300)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)  # --json: nothing but the document on stdout
     folder = Path(document["results"])
@@ -339,13 +344,7 @@ def test_a_failed_exchange_keeps_the_other_protocols_results(tmp_path: Path) -> 
         'name = "dead"\nprotocols = ["tcp", "udp"]\n[workload]\ncount = 20\nrate = 100\n'
         "[timeouts]\nconnect_s = 1.0\n[impairment]\nloss = 100\n",
     )
-    done = subprocess.run(
-        [*LAB, "run", str(path), "--results", str(tmp_path / "results"), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = _run_json(path, tmp_path / "results", timeout_s=120)
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
     assert document["complete"] is False and list(document["failed"]) == ["tcp"]

@@ -29,10 +29,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from lab._protocols import IPPROTO_TCP, IPPROTO_UDP
 from lab.analysis import _tcp
 from lab.pcap import LAB_RAW_PROTO, PcapFrame, PcapStats, read_pcap
 
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
 PROTO_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 58: "icmpv6", 132: "sctp"}
 PROTO_NAMES[LAB_RAW_PROTO] = "lab-raw"
 

@@ -20,11 +20,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from lab._protocols import IPPROTO_TCP
 from lab.analysis import _tcp
 from lab.errors import AnalysisError
 from lab.pcap import read_pcap
 
-IPPROTO_TCP = 6
 CLIENT_TO_SERVER = "client_to_server"
 SERVER_TO_CLIENT = "server_to_client"
 #: A message is "blocked" when it waited longer than this after its last byte arrived

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.impairment.groundtruth import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
+from lab._protocols import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 
 _PROTOCOL_NUMBERS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP, "raw": IPPROTO_LAB_RAW}
 #: Protocols with one packet per message and no retransmission: a lost packet is a lost message.

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from lab._protocols import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 from lab.analysis import _tcp
 from lab.analysis._wire_tcp import BLOCKED_THRESHOLD_NS, CLIENT_TO_SERVER, TcpWireAnalysis
 from lab.errors import AnalysisError
@@ -84,7 +85,6 @@ LEGS = {
 #: median + LATE_MARGIN_NS), or when it was head-of-line blocked.
 LATE_FACTOR = 2.0
 LATE_MARGIN_NS = 1_000_000
-IPPROTO_TCP, IPPROTO_UDP, IPPROTO_LAB_RAW = 6, 17, 253
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

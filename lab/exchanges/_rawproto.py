@@ -11,7 +11,8 @@ from scapy.fields import IntField, LongField, XIntField
 from scapy.layers.inet import IP
 from scapy.packet import Packet, bind_layers
 
-from lab.exchanges.raw import CHECKSUM, CHECKSUM_OFFSET, IPPROTO_LAB_RAW, checksum
+from lab._protocols import IPPROTO_LAB_RAW
+from lab.exchanges.raw import CHECKSUM, CHECKSUM_OFFSET, checksum
 
 
 class LabRaw(Packet):

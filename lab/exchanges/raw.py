@@ -43,6 +43,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from lab._protocols import IPPROTO_LAB_RAW
 from lab.exchanges._endpoint import (
     POLL_INTERVAL_S,
     EchoCollector,
@@ -55,7 +56,6 @@ from lab.exchanges._endpoint import (
 from lab.exchanges._framing import HEADER, HEADER_SIZE, MessageBuilder, filler
 
 #: IP protocol number of the lab's RAW messages (RFC 3692: for experimentation).
-IPPROTO_LAB_RAW = 253
 CHECKSUM = struct.Struct("!I")
 CHECKSUM_OFFSET = HEADER_SIZE
 #: Header plus checksum: the smallest RAW message.

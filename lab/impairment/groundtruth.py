@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab._protocols import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 from lab.impairment.forwarder import (
     FLAG_CORRUPTED,
     FLAG_DUPLICATED,
@@ -45,9 +46,6 @@ GROUND_TRUTH_COLUMNS = (
     "frag_offset",
     "more_fragments",
 )
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_LAB_RAW = 253
 
 
 def _be(headers: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:

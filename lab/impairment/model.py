@@ -55,6 +55,7 @@ import numpy as np
 from numpy.random import PCG64, Generator, SeedSequence
 from numpy.typing import NDArray
 
+from lab._protocols import IPPROTO_TCP, IPPROTO_UDP
 from lab.impairment.spec import Direction, Distribution, LinkImpairment
 
 FORWARDED: Final = 0
@@ -124,10 +125,6 @@ def _generator(seed: int, direction_index: int, kind: int, flow: int = 0) -> Gen
     """
     key = (direction_index, kind) if flow == 0 else (direction_index, kind, flow)
     return Generator(PCG64(SeedSequence(seed, spawn_key=key)))
-
-
-IPPROTO_TCP: Final = 6
-IPPROTO_UDP: Final = 17
 
 
 def flow_key(packet: bytes, to_server: bool) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from lab._protocols import IPPROTO_LAB_RAW
 from lab.pcap._gather import I64, U8, Mask, u16, u32
 from lab.pcap._linktypes import (
     ETH_IPV4,
@@ -26,7 +27,7 @@ from lab.pcap._linktypes import (
 )
 
 #: IP protocol number the lab's RAW exchange uses (RFC 3692 experimentation value).
-LAB_RAW_PROTO = 253
+LAB_RAW_PROTO = IPPROTO_LAB_RAW
 
 _IPV6_EXT_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options
 _IPV6_FRAGMENT = 44
