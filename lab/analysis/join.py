@@ -27,6 +27,7 @@ from lab.analysis import _tcp
 from lab.analysis._wire_tcp import BLOCKED_THRESHOLD_NS, CLIENT_TO_SERVER, TcpWireAnalysis
 from lab.errors import AnalysisError
 from lab.pcap import read_pcap
+from lab.results import pcap_path
 
 EXPLAINED_COLUMNS = (
     "protocol",
@@ -1102,9 +1103,7 @@ def explain_run(
             counter = "server.Raw.Drops" if protocol == "raw" else "server.Udp.RcvbufErrors"
             captured = [
                 read_pcap(p).packets if p.exists() else None
-                for p in (
-                    folder / "capture" / f"{protocol}-{side}.pcap" for side in ("client", "server")
-                )
+                for p in (pcap_path(folder, protocol, side) for side in ("client", "server"))
             ]
             parts.append(
                 explain_udp_losses(

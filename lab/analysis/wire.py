@@ -29,6 +29,7 @@ from lab.analysis._wire_tcp import (
     head_of_line,
 )
 from lab.errors import AnalysisError
+from lab.results import pcap_path
 
 __all__ = [
     "BLOCKED_THRESHOLD_NS",
@@ -66,10 +67,9 @@ def analyze_run(folder: Path) -> dict[str, pd.DataFrame]:
     analysis: TcpWireAnalysis | None = None
     if not tcp_rows.empty:
         row = tcp_rows.iloc[0]
-        capture = folder / "capture"
         analysis = analyze_tcp(
-            capture / "tcp-client.pcap",
-            capture / "tcp-server.pcap",
+            pcap_path(folder, "tcp", "client"),
+            pcap_path(folder, "tcp", "server"),
             messages,
             int(row["client_port"]),
             int(row["server_port"]),
