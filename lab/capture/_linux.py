@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import mmap
 import os
 import re
@@ -19,10 +18,10 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from lab._netns import call_in, enter
 from lab.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, RECORD_HEADER
 
 T = TypeVar("T")
@@ -43,7 +42,6 @@ TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
 
 #: Where `ip netns` keeps its named namespaces.
-NETNS_RUN_DIR = "/run/netns"
 
 _BPF_RET_K = 0x06
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
@@ -73,43 +71,8 @@ class FilterError(Exception):
     """libpcap / tcpdump refused a filter expression; the message is its reason."""
 
 
-def setns(name: str) -> None:
-    """Move the calling thread into the named network namespace (never creates one)."""
-    path = os.path.join(NETNS_RUN_DIR, name)
-    if "/" in name or name in ("", ".", ".."):
-        raise FileNotFoundError(errno.ENOENT, "no such network namespace", name)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), name)
-    finally:
-        os.close(fd)
-
-
-def call_in_netns(name: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a short-lived thread that entered network namespace ``name``.
-
-    Sockets and TUN devices ``fn`` creates belong to that namespace and stay usable
-    from any thread afterwards; the caller's own namespace is untouched.
-    """
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            setns(name)
-            result.append(fn())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name=f"netns-{name}")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+setns = enter  # the lab's one way into a namespace (lab._netns)
+call_in_netns = call_in
 
 
 def _scapy_compile(expr: str, linktype: int) -> bytes:

@@ -1,7 +1,8 @@
 """Named network namespaces: create, enter, remove, list.
 
-pyroute2 does the netlink and setns work; this module adds the lab's naming rule
-(everything it creates starts with ``lab-``) so cleanup can never touch anything else.
+Entering is :mod:`lab._netns` (the lab's one way in, re-exported here); pyroute2 does
+the netlink work; this module adds the lab's naming rule (everything it creates starts
+with ``lab-``) so cleanup can never touch anything else.
 """
 
 from __future__ import annotations
@@ -15,6 +16,22 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pyroute2_netns
+
+from lab._netns import enter, inside
+
+__all__ = [
+    "PREFIX",
+    "create",
+    "enter",
+    "inside",
+    "is_lab_namespace",
+    "list_all",
+    "netlink",
+    "pids_in",
+    "read_sysctl",
+    "remove",
+    "write_sysctl",
+]
 
 #: Prefix of every namespace the lab creates: ``lab-<run id>-c`` / ``lab-<run id>-s``.
 PREFIX = "lab-"
@@ -64,25 +81,6 @@ def pids_in(name: str) -> list[int]:
         if (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino):
             found.append(int(entry.name))
     return found
-
-
-def enter(name: str) -> None:
-    """Move the calling thread into ``name`` for good (endpoints, sniffers: child processes)."""
-    _pyroute2_netns.setns(name, flags=0)
-
-
-@contextlib.contextmanager
-def inside(name: str) -> Iterator[None]:
-    """Run the body with the calling thread inside ``name``, then come back.
-
-    Sockets and TUN devices created in the body belong to ``name``; so do the
-    ``/proc/sys/net`` files opened there.
-    """
-    _pyroute2_netns.pushns(name)
-    try:
-        yield
-    finally:
-        _pyroute2_netns.popns()
 
 
 @contextlib.contextmanager
