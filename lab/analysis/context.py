@@ -50,7 +50,7 @@ def datagram_first_transmissions(
 ) -> pd.DataFrame:
     """When each message of a datagram exchange (UDP, RAW) first left the client.
 
-    ``packets`` is a client-side capture (:func:`lab.analysis.pcap.read_pcap`'s
+    ``packets`` is a client-side capture (:func:`lab.pcap.read_pcap`'s
     ``packets``: ``ts_ns``, ``src`` as uint32, ``lab_seq``); only packets the client
     sent count. Columns :data:`FIRST_TX_COLUMNS`.
     """
