@@ -19,13 +19,25 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["HELD_SIGNALS", "held_signals", "raise_interrupt"]
+__all__ = ["HELD_SIGNALS", "held_signals", "mark_command_finished", "raise_interrupt"]
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: Non-empty once the command has its exit status and has said what it did.
+_command_finished: list[bool] = []
+
+#: Call with ``True`` when the command has its status: a Ctrl-C or SIGTERM after that
+#: has nothing left to stop, and must neither print a traceback nor change the status.
+#: A bound C method on purpose: calling it runs no Python frame, so no signal handler
+#: can run between the command's return and the flag being set (CPython runs handlers
+#: at function entry and loop jumps, and after a C call, by when the flag is set).
+mark_command_finished = _command_finished.append
+
 
 def raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM handler: stop as Ctrl-C does, through every clean-up on the way out."""
+    """SIGINT/SIGTERM handler: stop through every clean-up; nothing once the command is done."""
+    if _command_finished:
+        return
     raise KeyboardInterrupt
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from lab._signals import raise_interrupt
+from lab._signals import mark_command_finished, raise_interrupt
 from lab._terminal import markup_safe, visible
 from lab._version import __version__
 from lab.errors import Interrupted, LabError, ScenarioError
@@ -459,18 +459,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lab`` and ``python -m lab``."""
     signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, raise_interrupt)
     debug = False
     try:
         args = build_parser().parse_args(argv)
         debug = bool(args.debug)
         handler: Handler = args.handler
-        return handler(args)
+        status = handler(args)
+        mark_command_finished(True)  # first thing after the return (lab._signals says why)
+        return status
     except KeyboardInterrupt as interrupt:
+        mark_command_finished(True)  # one line is printed for the first signal, not more
         # only what is known to be true: the stage that was interrupted says what it left
         what = f"; {interrupt.what}" if isinstance(interrupt, Interrupted) else ""
         _stderr.print(visible(f"lab: interrupted{what}"), markup=False)
         return EXIT_INTERRUPTED
     except LabError as error:
+        mark_command_finished(True)
         if debug:
             traceback.print_exc()
         # a scenario error already starts with the file name, the most useful prefix
