@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LAB := $(VENV)/bin/lab
-APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium
+APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium gcc libc6-dev python3-dev
 SCENARIO ?= scenarios/quickstart.toml
 
 .PHONY: run test lint deps apt venv clean-testbeds bench
@@ -39,7 +39,8 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py builds the compiled impairment core (lab/impairment/_core.c) in place
+$(VENV)/.installed: pyproject.toml setup.py lab/impairment/_core.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -15,6 +15,11 @@ packets meet the same fate for the same seed whatever else crossed the link.
 Every packet it sees is recorded (the ground truth): direction, time in, scheduled
 and actual time out, size, fate, flags and its first header bytes. On SIGTERM it
 finishes the packets it still holds, writes the record as ``.npz`` and exits.
+
+Two engines run this loop: the compiled one (``impairment.engine = "compiled"``, the
+default: :class:`CompiledForwarder`, the loop of ``_core.c`` with no Python object per
+packet) and :class:`Forwarder`, the same loop in Python, kept for debugging. Both make
+the same decisions for the same seed and write the same ``.npz``.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from lab.impairment.core import CompiledModel, core
 from lab.impairment.model import DirectionModel, flow_key
 from lab.impairment.spec import Direction, ImpairmentSpec
 
@@ -49,6 +56,9 @@ FLAG_REORDERED = 4
 FLAG_PENDING_AT_STOP = 8
 
 _PR_SET_PDEATHSIG = 1
+#: Environment: nanoseconds before a departure the compiled loop stops sleeping and
+#: polls instead (0, the default: sleep to the deadline with a 1 ns timer slack).
+SPIN_ENV = "PROTOLAB_ENGINE_SPIN_NS"
 
 
 class _Record:
@@ -71,21 +81,43 @@ class _Record:
         if count:
             joined = b"".join(h.ljust(HEADER_BYTES, b"\0") for h in self.headers)
             headers[:] = np.frombuffer(joined, dtype=np.uint8).reshape(count, HEADER_BYTES)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            direction=np.asarray(self.direction, dtype=np.uint8),
-            t_in_ns=np.asarray(self.t_in, dtype=np.int64),
-            t_out_ns=np.asarray(self.t_out, dtype=np.int64),
-            scheduled_ns=np.asarray(self.scheduled, dtype=np.int64),
-            dup_t_out_ns=np.asarray(self.dup_t_out, dtype=np.int64),
-            size=np.asarray(self.size, dtype=np.int32),
-            fate=np.asarray(self.fate, dtype=np.uint8),
-            flags=np.asarray(self.flags, dtype=np.uint8),
-            headers=headers,
-            meta=np.asarray(json.dumps(meta)),
+        _save_record(
+            path,
+            {
+                "direction": np.asarray(self.direction, dtype=np.uint8),
+                "t_in_ns": np.asarray(self.t_in, dtype=np.int64),
+                "t_out_ns": np.asarray(self.t_out, dtype=np.int64),
+                "scheduled_ns": np.asarray(self.scheduled, dtype=np.int64),
+                "dup_t_out_ns": np.asarray(self.dup_t_out, dtype=np.int64),
+                "size": np.asarray(self.size, dtype=np.int32),
+                "fate": np.asarray(self.fate, dtype=np.uint8),
+                "flags": np.asarray(self.flags, dtype=np.uint8),
+                "headers": headers,
+            },
+            meta,
         )
-        tmp.replace(path)
+
+
+#: The ground truth's columns and their dtypes (groundtruth.py reads them).
+RECORD_DTYPES: dict[str, type[np.generic]] = {
+    "direction": np.uint8,
+    "t_in_ns": np.int64,
+    "t_out_ns": np.int64,
+    "scheduled_ns": np.int64,
+    "dup_t_out_ns": np.int64,
+    "size": np.int32,
+    "fate": np.uint8,
+    "flags": np.uint8,
+    "headers": np.uint8,
+}
+
+
+def _save_record(path: Path, columns: dict[str, np.ndarray], meta: dict[str, object]) -> None:
+    """Write the ground truth as .npz, atomically (a reader never sees half a file)."""
+    tmp = path.with_suffix(".tmp.npz")
+    arrays: dict[str, Any] = {**columns, "meta": np.asarray(json.dumps(meta))}
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
 
 
 def _corrupt(packet: bytes, bit: int) -> bytes:
@@ -242,6 +274,57 @@ class Forwarder:
         self._heap.clear()
 
 
+class CompiledForwarder:
+    """:class:`Forwarder`'s loop in C (``_core.Engine``): no Python object per packet.
+
+    The C loop runs with the GIL released and comes back only when a signal has
+    written to the wake pipe (Python's handlers then run, e.g. :meth:`request_stop`)
+    or when it has stopped; held packets live on a C heap, the record in C arrays.
+    """
+
+    def __init__(
+        self,
+        fds: dict[Direction, tuple[int, int]],
+        models: dict[Direction, CompiledModel],
+        spin_ns: int = 0,
+    ) -> None:
+        ordered = sorted(fds, key=lambda d: d.value)
+        self.direction_codes = {d.value: index for index, d in enumerate(ordered)}
+        self._routes = tuple(
+            (fds[d][0], fds[d][1], models[d].c_model, d is Direction.CLIENT_TO_SERVER)
+            for d in ordered
+        )
+        self._spin_ns = spin_ns
+        self._engine: object | None = None
+        self._stop_at: int | None = None
+
+    @property
+    def write_errors(self) -> int:
+        return 0 if self._engine is None else int(getattr(self._engine, "write_errors", 0))
+
+    def request_stop(self, *_: object) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.time_ns() + STOP_GRACE_NS
+
+    def run(self) -> None:
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write)
+        engine = core().Engine(self._routes, wake_read, self._spin_ns)
+        self._engine = engine
+        while not engine.run(-1 if self._stop_at is None else self._stop_at):
+            pass
+
+    def save(self, path: Path, meta: dict[str, object]) -> None:
+        """The record, in the same .npz format as :meth:`_Record.save`."""
+        raw: dict[str, bytes] = {} if self._engine is None else self._engine.record()  # type: ignore[attr-defined]
+        columns: dict[str, np.ndarray] = {}
+        for name, dtype in RECORD_DTYPES.items():
+            # a column with no packet yet comes back as None (a NULL buffer in the core)
+            column = np.frombuffer(raw.get(name) or b"", dtype=dtype).copy()
+            columns[name] = column.reshape(-1, HEADER_BYTES) if name == "headers" else column
+        _save_record(path, columns, meta)
+
+
 def _die_with_parent() -> None:
     """Ask the kernel to SIGTERM us if ``lab run`` dies, even by SIGKILL."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -260,14 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     spec = ImpairmentSpec.model_validate(config["impairment"])
     seed = int(config["seed"])
     client_fd, server_fd = int(config["client_fd"]), int(config["server_fd"])
-    models = {d: DirectionModel(spec.for_direction(d), seed, d) for d in Direction}
-    forwarder = Forwarder(
-        {
-            Direction.CLIENT_TO_SERVER: (client_fd, server_fd),
-            Direction.SERVER_TO_CLIENT: (server_fd, client_fd),
-        },
-        models,
-    )
+    fds = {
+        Direction.CLIENT_TO_SERVER: (client_fd, server_fd),
+        Direction.SERVER_TO_CLIENT: (server_fd, client_fd),
+    }
+    forwarder: Forwarder | CompiledForwarder
+    if spec.engine == "compiled":
+        compiled = {d: CompiledModel(spec.for_direction(d), seed, d) for d in Direction}
+        forwarder = CompiledForwarder(fds, compiled, int(os.environ.get(SPIN_ENV, "0") or 0))
+    else:
+        models = {d: DirectionModel(spec.for_direction(d), seed, d) for d in Direction}
+        forwarder = Forwarder(fds, models)
     signal.signal(signal.SIGTERM, forwarder.request_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to `lab`, which stops us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # whatever we inherited
@@ -284,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "directions": forwarder.direction_codes,
         "write_errors": forwarder.write_errors,
         "header_bytes": HEADER_BYTES,
+        "engine": spec.engine,
     }
-    forwarder.record.save(Path(config["output"]), meta)
+    if isinstance(forwarder, CompiledForwarder):
+        forwarder.save(Path(config["output"]), meta)
+    else:
+        forwarder.record.save(Path(config["output"]), meta)
     return 0
 
 

@@ -38,6 +38,11 @@ flows really share stays shared: the queue, the rate limiter and ``keep_order``.
 Speed: every random outcome (lost?, duplicated?, bit to flip, delay in ns, ...) is
 computed with numpy in blocks of :data:`BLOCK_SIZE` and handed out one list item at a
 time, so a decision costs one C-level ``next()`` instead of arithmetic in Python.
+
+This model is the reference of the compiled core (``_core.c``, :mod:`lab.impairment.core`),
+which the forwarder runs by default: the core replays the same PCG64 streams, the same
+block and chunk arithmetic and the same decisions, and ``tests/test_core_differential.py``
+requires identical verdicts. A change here must be made there too.
 """
 
 from __future__ import annotations
@@ -148,22 +153,41 @@ def flow_key(packet: bytes, to_server: bool) -> int:
     return proto << 16
 
 
+def correlation_chunk(rho: float) -> int:
+    """Draws per chunk of :func:`correlate`: short enough that rho**-k stays finite."""
+    return max(1, int(_AR1_MAX_EXPONENT / -math.log(rho)))
+
+
+@cache
+def _growth(rho: float, n: int) -> NDArray[np.float64]:
+    """rho**-k for k = 1..n, from libm's pow (math.pow), not numpy's power.
+
+    numpy may compute power with its own SIMD code, which need not round like libm;
+    the compiled core (``_core.c``) calls libm's pow, so both give the same bits.
+    """
+    grow = np.array([math.pow(rho, -k) for k in range(1, n + 1)], dtype=np.float64)
+    grow.flags.writeable = False
+    return grow
+
+
 def correlate(u: NDArray[np.float64], rho: float, last: float) -> NDArray[np.float64]:
     """netem's get_crandom over a block: y[k] = (1 - rho) * u[k] + rho * y[k-1].
 
     Vectorised as y[k] = rho**k * (last + (1 - rho) * sum_i rho**-i * u[i]), in chunks
     short enough that rho**-k stays finite. ``last`` is y[-1] of the previous block.
+    The compiled core repeats these exact steps (chunking restarts at every block of
+    :data:`BLOCK_SIZE`), so its correlated draws are bit-identical.
     """
     if rho <= 0.0:
         return u
     if rho >= 1.0:
         return np.full_like(u, last)
     out = np.empty_like(u)
-    chunk = max(1, int(_AR1_MAX_EXPONENT / -math.log(rho)))
+    chunk = correlation_chunk(rho)
+    growth = _growth(rho, min(chunk, len(u)))
     for start in range(0, len(u), chunk):
         part = u[start : start + chunk]
-        k = np.arange(1, len(part) + 1, dtype=np.float64)
-        grow = rho**-k
+        grow = growth[: len(part)]
         y = (last + (1.0 - rho) * np.cumsum(grow * part)) / grow
         out[start : start + len(part)] = y
         last = float(y[-1])

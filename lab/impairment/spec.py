@@ -160,6 +160,9 @@ class ImpairmentSpec(_LinkFields):
     """The scenario's ``[impairment]`` table."""
 
     backend: Literal["auto", "userspace", "netem"] = "auto"
+    #: which userspace engine forwards: the C core, or the Python reference (debugging);
+    #: both make the same decisions for the same seed (tests/test_core_differential.py)
+    engine: Literal["compiled", "python"] = "compiled"
     client_to_server: DirectionOverride | None = None
     server_to_client: DirectionOverride | None = None
 
