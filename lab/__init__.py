@@ -9,6 +9,7 @@ The public surface is small::
     past = lab.load_run("results/lossy-link-20261202T021717Z")
     lab.compare(past, run)                                       # B - A per metric
     with lab.sniff("lo", "lo.pcap", count=100): ...              # root or CAP_NET_RAW
+    lab.analyze_pcap("lo.pcap").flows                             # any pcap or pcapng
 
 Errors a user can cause are :class:`LabError` (and its subclasses below), each one
 line. Importing ``lab`` is cheap: the stages load when first used.
@@ -33,7 +34,7 @@ from lab.errors import (
 )
 
 if TYPE_CHECKING:
-    from lab._api import compare, run, sniff
+    from lab._api import analyze_pcap, compare, run, sniff
     from lab.results import Run, load_run
     from lab.scenario import Scenario, load_scenario
 
@@ -50,6 +51,7 @@ __all__ = [
     "ScenarioError",
     "TestbedError",
     "__version__",
+    "analyze_pcap",
     "compare",
     "load_run",
     "load_scenario",
@@ -65,6 +67,7 @@ _LAZY = {
     "run": "lab._api",
     "compare": "lab._api",
     "sniff": "lab._api",
+    "analyze_pcap": "lab._api",
 }
 
 

@@ -5,6 +5,7 @@
 >>> run.summary[["protocol", "loss_pct", "owd_p50_ms"]]
 >>> past = lab.load_run("results/lossy-link-20261202T021717Z")
 >>> lab.compare(past, run)                                 # B - A per protocol and metric
+>>> lab.analyze_pcap("capture.pcapng").flows               # any capture, per flow
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from lab.results import DEFAULT_ROOT, Run, load_run
 from lab.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
+    from lab.analysis._wire_offline import CaptureReport
     from lab.capture import Sniffer
 
-__all__ = ["compare", "run", "sniff"]
+__all__ = ["analyze_pcap", "compare", "run", "sniff"]
 
 PathLike = str | os.PathLike[str]
 
@@ -111,3 +113,17 @@ def sniff(
     )
     with sniffer:
         yield sniffer
+
+
+def analyze_pcap(path: PathLike) -> CaptureReport:
+    """Analyse any capture file (pcap or pcapng, not only the lab's), as ``lab analyze``.
+
+    ``report.flows`` has one row per flow (largest first): packets, bytes, TCP
+    retransmissions, duplicate ACKs and the handshake, Karn and ack RTTs; loss,
+    reordering and duplicates for UDP carrying the lab's header. ``report.rtt_samples``
+    holds every TCP RTT sample; ``report.stats`` what the reader skipped and why.
+    A file that is not a capture raises :class:`~lab.errors.AnalysisError`.
+    """
+    from lab.analysis.offline import analyze_capture  # noqa: PLC0415 - numpy/pandas on use
+
+    return analyze_capture(Path(path))

@@ -11,20 +11,23 @@ import os
 import signal
 import sys
 
-from lab._signals import raise_interrupt
+from lab._signals import HELD_SIGNALS, raise_interrupt
 
 EXIT_INTERRUPTED = 130
 
 
 def main() -> int:
     """Load the CLI and run it; an interrupt before it runs started nothing."""
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    for signum in HELD_SIGNALS:  # also what lab.cli.main gives back when it returns
+        signal.signal(signum, raise_interrupt)
     try:
         from lab.cli import main as cli_main  # noqa: PLC0415 (the slow part, guarded)
+
+        status = cli_main()  # catches every interrupt once the command has begun
     except KeyboardInterrupt:
         sys.stderr.write("lab: interrupted while starting; nothing was done\n")
         return _exit_now(EXIT_INTERRUPTED)
-    return _exit_now(cli_main())
+    return _exit_now(status)
 
 
 def _exit_now(code: int) -> int:

@@ -19,7 +19,13 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["HELD_SIGNALS", "held_signals", "mark_command_finished", "raise_interrupt"]
+__all__ = [
+    "HELD_SIGNALS",
+    "command_starting",
+    "held_signals",
+    "mark_command_finished",
+    "raise_interrupt",
+]
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -32,6 +38,9 @@ _command_finished: list[bool] = []
 #: can run between the command's return and the flag being set (CPython runs handlers
 #: at function entry and loop jumps, and after a C call, by when the flag is set).
 mark_command_finished = _command_finished.append
+
+#: A command begins: signals interrupt it again (a test may run several in one process).
+command_starting = _command_finished.clear
 
 
 def raise_interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -61,3 +62,11 @@ class AnalysisError(LabError):
 
 class ResultsError(LabError):
     """A results folder is missing, incomplete or of a newer format."""
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def one_line(error: object) -> str:
+    """An exception's message on one line (pandas' end with a newline): errors are one line."""
+    return _WHITESPACE.sub(" ", str(error)).strip() or type(error).__name__

@@ -6,40 +6,28 @@ prints: progress goes to an optional callback, so the CLI (rich) and tests share
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lab._signals import held_signals
-from lab.analysis.context import (
-    FIRST_TX_COLUMNS,
-    datagram_first_transmissions,
-    engine_figures,
-    sending_figures,
-)
-from lab.analysis.impairment import (
-    DATAGRAM_PROTOCOLS,
-    datagram_losses_explained,
-    impairment_by_protocol,
-)
-from lab.analysis.summary import summarize
-from lab.analysis.wire import analyze_run as analyze_wire
+from lab.analysis.run import RunRecord, analyze_run
 from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
 from lab.errors import ExchangeError, Interrupted, TestbedError
-from lab.exchanges import ExchangeResult, run_exchange
+from lab.exchanges import ExchangeResult, run_exchange, start_probe, tcp_info_table
 from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
-from lab.pcap import read_pcap
 from lab.report import render_report, render_sweep
 from lab.results import RunFolder, now_iso
-from lab.scenario import Scenario, SweepCell, sweep_cells
+from lab.scenario import Protocol, Scenario, SweepCell, sweep_cells
 from lab.testbed import (
+    Testbed,
     choose_backend,
     ground_truth_path,
     new_run_id,
@@ -91,41 +79,17 @@ def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_ground_truth(
-    folder: RunFolder,
-    npz: Path,
-    messages: pd.DataFrame,
-    exchange_rows: pd.DataFrame,
-    summary: pd.DataFrame,
-) -> dict[str, object]:
-    """impairment.csv, accounting.csv and the per-protocol join; adds columns to ``summary``.
+def _take_ground_truth(npz: Path) -> tuple[pd.DataFrame | None, dict[str, object]]:
+    """The engine's per-packet record and what meta.json says of it; the file is removed.
 
-    ``npz`` is the engine's record, kept in the lab's own state folder (root's), never
-    in the results folder, and removed once its tables are written.
+    ``npz`` is kept in the lab's own state folder (root's), never in the results folder.
     """
     if not npz.exists():
-        return {"ground_truth": None}
+        return None, {"ground_truth": None}
     ground_truth, engine_meta = load_ground_truth(npz)
-    folder.write_table("impairment", ground_truth)
-    books = accounting(ground_truth)
-    folder.write_table("accounting", books)
-    by_protocol = impairment_by_protocol(ground_truth, exchange_rows)
-    folder.write_table("impairment_by_protocol", by_protocol)
-    engine = engine_figures(by_protocol).set_index("protocol")
-    for column in engine.columns:
-        summary[column] = summary["protocol"].map(engine[column])
     npz.unlink()
-    summary["accounting_closes"] = bool(books["closes"].all()) if len(books) else True
-    explained: dict[str, int] = {}
-    for _, row in exchange_rows.iterrows():
-        if row["protocol"] in DATAGRAM_PROTOCOLS:  # udp and raw: one packet per message
-            losses = datagram_losses_explained(
-                messages, ground_truth, int(row["server_port"]), str(row["protocol"])
-            )
-            explained[str(row["protocol"])] = int(losses["explained"].sum())
-    if explained:
-        summary["losses_explained"] = summary["protocol"].map(explained).astype("Int64")
-    return {
+    books = accounting(ground_truth)
+    return ground_truth, {
         "ground_truth": {
             "packets": len(ground_truth),
             "accounting_closes": bool(books["closes"].all()) if len(books) else True,
@@ -134,51 +98,25 @@ def _write_ground_truth(
     }
 
 
-def _add_sending_columns(
-    summary: pd.DataFrame,
-    messages: pd.DataFrame,
-    wire: dict[str, pd.DataFrame],
-    folder: Path,
-    *,
-    client_address: str,
-    offered_bps: float,
-) -> None:
-    """Offered vs achieved send rate and the sender's backlog, next to the RFC metrics."""
-    parts = []
-    hol = wire.get("hol")
-    if hol is not None and len(hol):  # TCP: first transmission of each message's last byte
-        parts.append(hol[["seq", "t_first_tx_ns"]].assign(protocol="tcp"))
-    address = int(ipaddress.IPv4Address(client_address))
-    for protocol in DATAGRAM_PROTOCOLS:
-        path = pcap_path(folder, protocol, "client")
-        if (summary["protocol"] == protocol).any() and path.exists():
-            packets = read_pcap(path).packets
-            parts.append(datagram_first_transmissions(packets, protocol, address))
-    first_tx = (
-        pd.concat([p[list(FIRST_TX_COLUMNS)] for p in parts], ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=list(FIRST_TX_COLUMNS))
-    )
-    figures = sending_figures(messages, first_tx, offered_bps).set_index("protocol")
-    for column in figures.columns:
-        summary[column] = summary["protocol"].map(figures[column])
+def _exchange(
+    scenario: Scenario, protocol: Protocol, testbed: Testbed
+) -> tuple[ExchangeResult, pd.DataFrame | None]:
+    """One protocol's exchange; under latency_under_load with the probe around it.
 
-
-def _add_wire_columns(summary: pd.DataFrame, wire: dict[str, pd.DataFrame]) -> None:
-    """Put the wire view next to the application's: retransmissions, HOL, explained."""
-    stats = wire.get("tcp_stats")
-    if stats is not None and len(stats):
-        tcp = summary["protocol"] == "tcp"
-        summary.loc[tcp, "tcp_retransmissions"] = int(stats["retransmissions"].sum())
-        hol = wire.get("hol")
-        if hol is not None and len(hol):
-            summary.loc[tcp, "hol_blocked"] = int(hol["blocked"].sum())
-            summary.loc[tcp, "hol_wait_p99_ms"] = float(hol["hol_wait_ns"].quantile(0.99)) / 1e6
-    explained = wire.get("explained_summary")
-    if explained is not None and len(explained):
-        per_protocol = explained.groupby("protocol")[["explained", "unexplained"]].sum()
-        for column in ("explained", "unexplained"):
-            summary[column] = summary["protocol"].map(per_protocol[column]).astype("Int64")
+    The probe runs ``probe_idle_s`` alone before the load starts and after it ends, so
+    its idle round trip is measured on the same link, just before and just after.
+    """
+    if not scenario.workload.probing:
+        return run_exchange(scenario, protocol, testbed), None
+    probe = start_probe(scenario, testbed)
+    try:
+        time.sleep(scenario.workload.probe_idle_s)
+        exchange = run_exchange(scenario, protocol, testbed)
+        time.sleep(scenario.workload.probe_idle_s)
+    except BaseException:
+        probe.close()
+        raise
+    return exchange, probe.stop(protocol)
 
 
 def run_scenario(
@@ -203,6 +141,7 @@ def run_scenario(
     ground_truth_npz = ground_truth_path(run_id)
     exchanges: list[ExchangeResult] = []
     captures: list[tuple[str, str, CaptureStats]] = []
+    probes: list[pd.DataFrame] = []
     failed: dict[str, str] = {}
     folder: RunFolder | None = None
     try:
@@ -240,7 +179,10 @@ def run_scenario(
                 hosts = (testbed.client, testbed.server)
                 try:
                     with capture_link(folder.io_path, protocol.value, hosts) as stats:
-                        exchanges.append(run_exchange(scenario, protocol, testbed))
+                        exchange, probe_rows = _exchange(scenario, protocol, testbed)
+                        exchanges.append(exchange)
+                        if probe_rows is not None:
+                            probes.append(probe_rows)
                 except ExchangeError as error:  # the other protocols still run and count
                     failed[protocol.value] = str(error)
                     progress(f"{protocol.value}: failed: {error}")
@@ -261,29 +203,38 @@ def run_scenario(
             link_stats = testbed.link_stats()
         progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
         messages = pd.concat([e.messages for e in exchanges], ignore_index=True)
-        summary = summarize(messages)
         exchange_rows = exchanges_table(exchanges)
+        capture_rows = captures_table(captures)
         folder.write_table("messages", messages)
         folder.write_table("exchanges", exchange_rows)
-        engine = _write_ground_truth(folder, ground_truth_npz, messages, exchange_rows, summary)
-        capture_rows = captures_table(captures)
         folder.write_table("captures", capture_rows)
-        drops = capture_rows.groupby("protocol")["kernel_drops"].sum()
-        summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
-        progress("wire analysis")
-        wire = analyze_wire(folder.io_path)
-        for name, table in wire.items():
-            folder.write_table(name, table)
-        _add_wire_columns(summary, wire)
+        ground_truth, engine = _take_ground_truth(ground_truth_npz)
+        if ground_truth is not None:
+            folder.write_table("impairment", ground_truth)
+        progress("analysis")
         workload = scenario.workload
-        _add_sending_columns(
-            summary,
-            messages,
-            wire,
-            folder.io_path,
-            client_address=testbed.client.address,
-            offered_bps=workload.messages_per_second * workload.size * 8,
+        # what the sender was asked for; bulk asks for as much as it can get
+        offered_bps = None if workload.bulk else workload.messages_per_second * workload.size * 8
+        analysis = analyze_run(
+            RunRecord(
+                messages=messages,
+                exchanges=exchange_rows,
+                captures=capture_rows,
+                pcap=partial(pcap_path, folder.io_path),
+                ground_truth=ground_truth,
+                client_address=testbed.client.address,
+                engine_overload=link_stats.get("client", {}).get("tx_dropped"),
+                offered_bps=offered_bps,
+                interval_ms=scenario.analysis.interval_ms,
+                probes=pd.concat(probes, ignore_index=True) if probes else None,
+            )
         )
+        tcp_info = tcp_info_table(exchanges)
+        if len(tcp_info):
+            folder.write_table("tcp_info", tcp_info)
+        for name, table in analysis.tables.items():
+            folder.write_table(name, table)
+        summary = analysis.summary
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
         if testbed.backend == "userspace" and engine["ground_truth"] is None:

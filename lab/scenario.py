@@ -9,6 +9,7 @@ keys are errors, so a typo never passes silently. Every problem is reported as o
 from __future__ import annotations
 
 import copy
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class Pattern(StrEnum):
 
     STREAM = "stream"  # one-way, client -> server
     ECHO = "echo"  # request / response: the server sends every message back
+    BULK = "bulk"  # one-way, as fast as TCP allows (UDP/RAW at ``rate``), for duration_s
+    LATENCY_UNDER_LOAD = "latency_under_load"  # bulk, plus a light RTT probe around it
 
 
 class _Frozen(BaseModel):
@@ -64,33 +67,78 @@ class _Frozen(BaseModel):
 Port = Annotated[int, Strict(), Field(ge=0, le=65535)]
 
 
+#: Messages one run may hold per protocol (the ``count`` limit; bulk's default cap).
+MAX_MESSAGES = 1_000_000
+#: How long a bulk workload sends when the file gives no duration_s.
+DEFAULT_BULK_DURATION_S = 3.0
+
+
 class Workload(_Frozen):
     """What each protocol sends: the same for all, so the runs pair up."""
 
     pattern: Pattern = Pattern.STREAM
-    count: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = 1000
+    count: Annotated[int, Strict(), Field(ge=1, le=MAX_MESSAGES)] = 1000
     size: Annotated[int, Strict(), Field(ge=MESSAGE_HEADER_SIZE, le=MAX_MESSAGE_SIZE)] = 256
     rate: Annotated[float, Strict(), Field(gt=0, le=1_000_000)] | None = None
     interval_ms: Annotated[float, Strict(), Field(gt=0, le=60_000)] | None = None
+    duration_s: Annotated[float, Strict(), Field(gt=0, le=600)] | None = None
+    """``bulk`` only: how long to send (default :data:`DEFAULT_BULK_DURATION_S`); ``count``
+    then caps the messages (default the most a run may hold, 1,000,000)."""
+    probe_hz: Annotated[float, Strict(), Field(ge=1, le=100)] = 20.0
+    """``latency_under_load``: UDP and TCP probes per second (flent's RRUL uses 5-100)."""
+    probe_idle_s: Annotated[float, Strict(), Field(ge=0.2, le=30)] = 1.0
+    """``latency_under_load``: probing alone before the load starts and after it ends."""
 
     @model_validator(mode="after")
     def _one_pace(self) -> Workload:
         if self.rate is not None and self.interval_ms is not None:
             raise ValueError("@rate@ give either rate (messages/s) or interval_ms, not both")
+        if self.duration_s is not None and not self.bulk:
+            raise ValueError(
+                '@duration_s@ only for pattern = "bulk" or "latency_under_load" (stream and '
+                "echo send count messages)"
+            )
+        # compared with the defaults, not "was it given": a sweep cell re-states every field
+        defaults = type(self).model_fields
+        probing = [
+            name
+            for name in ("probe_hz", "probe_idle_s")
+            if getattr(self, name) != defaults[name].default
+        ]
+        if probing and not self.probing:
+            raise ValueError(
+                f'@{probing[0]}@ only for pattern = "latency_under_load" (the probe runs '
+                "beside a bulk load)"
+            )
+        if self.bulk and "count" not in self.model_fields_set:
+            return self.model_copy(update={"count": MAX_MESSAGES})
         return self
 
     @property
+    def bulk(self) -> bool:
+        """Send as fast as the protocol allows (TCP) for a duration, as iperf3 does."""
+        return self.pattern in (Pattern.BULK, Pattern.LATENCY_UNDER_LOAD)
+
+    @property
+    def probing(self) -> bool:
+        """A latency probe runs before, during and after the load (flent's RRUL idea)."""
+        return self.pattern is Pattern.LATENCY_UNDER_LOAD
+
+    @property
     def messages_per_second(self) -> float:
-        """Send rate; default 1000 messages/s."""
+        """Send rate; default 1000 messages/s. Unbounded (inf) for bulk without ``rate``."""
         if self.rate is not None:
             return self.rate
         if self.interval_ms is not None:
             return 1000.0 / self.interval_ms
-        return 1000.0
+        return math.inf if self.bulk else 1000.0
 
     @property
     def send_duration_s(self) -> float:
-        """How long the paced sender takes at the configured rate."""
+        """How long the sender sends: bulk's duration, else count at the configured rate."""
+        if self.bulk:  # count at rate may end it first (unpaced TCP: only the duration)
+            paced_s = self.count / self.messages_per_second
+            return min(self.duration_s or DEFAULT_BULK_DURATION_S, paced_s or math.inf)
         return self.count / self.messages_per_second
 
 
@@ -99,11 +147,17 @@ class Ports(_Frozen):
 
     tcp: Port = 50000
     udp: Port = 50001
+    probe: Port = 50002
+    """latency_under_load: the probe's UDP and TCP port."""
     allow_privileged: StrictBool = False
 
     @model_validator(mode="after")
     def _check(self) -> Ports:
-        for name in ("tcp", "udp"):
+        if self.probe in (self.tcp, self.udp):
+            raise ValueError(
+                f"@probe@ port {self.probe} is the workload's own: the probe needs its own port"
+            )
+        for name in ("tcp", "udp", "probe"):
             port = getattr(self, name)
             if port == 0:
                 raise ValueError(f"@{name}@ port 0 means 'any port'; a server needs a fixed port")
@@ -130,6 +184,13 @@ class Timeouts(_Frozen):
     """After the last send, how long the receiver waits for stragglers. Absent from the
     file, it is derived from the link (see :meth:`Scenario.link_hold_s`)."""
     run_s: Annotated[float, Strict(), Field(gt=0, le=3600)] = 120.0
+
+
+class Analysis(_Frozen):
+    """How a run's records are cut up for the views over time."""
+
+    interval_ms: Annotated[float, Strict(), Field(ge=10, le=60_000)] = 100.0
+    """Width of one time-series interval (timeseries.csv), as flent's step size."""
 
 
 SweepValue = float | int | str | bool
@@ -209,6 +270,7 @@ class Scenario(_Frozen):
     ports: Ports = Ports()
     timeouts: Timeouts = Timeouts()
     impairment: ImpairmentSpec = ImpairmentSpec()
+    analysis: Analysis = Analysis()
     sweep: Sweep | None = None
 
     def link_hold_s(self) -> float:
@@ -268,6 +330,17 @@ class Scenario(_Frozen):
     def _unique_protocols(self) -> Scenario:
         if len(set(self.protocols)) != len(self.protocols):
             raise ValueError("@protocols@ each protocol may appear once")
+        datagrams = [p.value for p in self.protocols if p is not Protocol.TCP]
+        if (
+            self.workload.bulk
+            and self.workload.rate is None
+            and self.workload.interval_ms is None
+            and datagrams
+        ):
+            raise ValueError(
+                f"@workload.rate@ bulk over {' and '.join(datagrams)} needs a target rate in "
+                "messages/s (as iperf3 -b): nothing slows a datagram sender down"
+            )
         if Protocol.RAW in self.protocols and self.workload.size < RAW_MIN_SIZE:
             raise ValueError(
                 f"@workload.size@ raw needs at least {RAW_MIN_SIZE} bytes "

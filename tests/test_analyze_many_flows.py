@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from lab.analysis import _wire_offline, offline
+from lab.cli import _analyze as analyze_cli
 from lab.pcap import PcapFrame, read_pcap
 
 T0 = 1_700_000_000_000_000_000
@@ -417,7 +418,7 @@ def test_all_flows_at_once_equal_each_flow_alone(tmp_path: Path) -> None:
 
 def _cli(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lab")
-    offline.register(parser.add_subparsers(dest="command", required=True))
+    analyze_cli.register(parser.add_subparsers(dest="command", required=True))
     parsed = parser.parse_args(["analyze", *args])
     result: int = parsed.handler(parsed)
     return result
@@ -464,7 +465,7 @@ def test_rows_and_json_equal_the_per_value_conversion(
     assert doc["flows"] == reference[: offline.DEFAULT_TOP]
 
 
-COLUMNS = offline.TABLE_COLUMNS
+COLUMNS = analyze_cli.TABLE_COLUMNS
 
 
 def _cells_reference(row: dict[str, Any], columns: Any = COLUMNS) -> list[str]:
@@ -494,7 +495,7 @@ def test_the_plain_table_shows_every_flow(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{path} — {FLOWS} flow(s), {report.stats.packets} packet(s)"
     header, rule, body = lines[1], lines[2], lines[3 : 3 + FLOWS]
-    assert header.split() == " ".join(c[0] for c in offline.TABLE_COLUMNS).split()
+    assert header.split() == " ".join(c[0] for c in analyze_cli.TABLE_COLUMNS).split()
     assert set(rule) == {"-", " "}
     assert lines[3 + FLOWS :] == [
         f"{FLOWS} of {FLOWS} flow(s) shown",
@@ -508,7 +509,7 @@ def test_the_plain_table_shows_every_flow(
     widths = [max(len(c[0]), *(len(r[k]) for r in expected)) for k, c in enumerate(COLUMNS)]
     assert [len(dashes) for dashes in rule.split()] == widths
 
-    many = offline.RICH_MAX_ROWS + 1
+    many = analyze_cli.RICH_MAX_ROWS + 1
     assert _cli([str(path), "--top", str(many)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith(f", largest {many} shown") and len(lines) == 3 + many + 2

@@ -39,13 +39,19 @@ def differ(a: lab.Run, b: Path) -> pd.DataFrame:
     return lab.compare(a, b)
 
 
+def retransmissions(capture: Path) -> int:
+    flows: pd.DataFrame = lab.analyze_pcap(capture).flows
+    return int(flows["retransmissions"].fillna(0).sum())
+
+
 page: Path | None = fresh().report_path
 """
 
 
 def test_help_lists_the_public_api_with_docstrings() -> None:
     text = pydoc.render_doc(lab, renderer=pydoc.plaintext)
-    for name in ("run(", "load_run(", "load_scenario(", "compare(", "sniff(", "class Run"):
+    names = ("run(", "load_run(", "load_scenario(", "compare(", "sniff(", "analyze_pcap(")
+    for name in (*names, "class Run"):
         assert name in text, name
     assert "Run a scenario (a file, or a :class:`Scenario` already loaded)" in text
     assert set(lab.__all__) <= set(dir(lab))
@@ -95,3 +101,23 @@ def test_run_load_and_compare_from_python(tmp_path: Path) -> None:
     diff = lab.compare(run, again.path)
     assert (diff["diff"].fillna(0) == 0).all()
     assert "# built in Python" in (run.path / "scenario.toml").read_text()
+
+
+def test_analyze_pcap_is_lab_analyze(tmp_path: Path) -> None:
+    """The same flows as ``lab analyze --json``, for any capture."""
+    from tests.test_analyze import mixed_capture
+
+    capture = mixed_capture(tmp_path)
+    report = lab.analyze_pcap(str(capture))
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "analyze", "--json", "--top", "0", str(capture)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = json.loads(done.stdout)
+    assert printed["flows_total"] == len(report.flows) > 0
+    assert printed["flows"] == json.loads(json.dumps(report.rows()))
+    with pytest.raises(lab.AnalysisError):
+        lab.analyze_pcap(tmp_path / "missing.pcap")

@@ -27,7 +27,7 @@ import pytest
 from lab.capture import LINKTYPE_ETHERNET, LINKTYPE_RAW, Sniffer, count_records, read_header
 from lab.capture._linux import FilterError, call_in_netns, compile_bpf
 from lab.capture.flows import FlowTable, packet_key
-from lab.capture.live import PRIVILEGE_MESSAGE
+from lab.cli._sniff import PRIVILEGE_MESSAGE
 from lab.errors import AnalysisError, CaptureError
 from lab.pcap import file_header, iter_records, record_header
 from lab.testbed import (
@@ -200,7 +200,7 @@ def test_compile_bpf_sets_snaplen_and_rejects_bad_filters() -> None:
 
 
 def test_sniff_refuses_without_privilege() -> None:
-    cmd = [str(PYTHON), "-m", "lab.capture.live", "-i", "lo"]
+    cmd = [str(PYTHON), "-m", "lab", "sniff", "-i", "lo"]
     if IS_ROOT:
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     elif not os.access(PYTHON, os.X_OK):
@@ -393,7 +393,7 @@ def test_capture_errors(testbed: Testbed, tmp_path: Path) -> None:
 
 def _start_live_sniff(args: list[str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [str(PYTHON), "-m", "lab.capture.live", *args],
+        [str(PYTHON), "-m", "lab", "sniff", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -458,11 +458,11 @@ def test_live_sniff_count_and_errors(testbed: Testbed, tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert count_records(path) == 7
     for args, message in (
-        (["-i", "lab-capt-nope"], "error: interface 'lab-capt-nope' does not exist"),
-        (["-i", "lo", "-f", "udp port"], "error: bad capture filter 'udp port': "),
+        (["-i", "lab-capt-nope"], "lab: interface 'lab-capt-nope' does not exist"),
+        (["-i", "lo", "-f", "udp port"], "lab: bad capture filter 'udp port': "),
     ):
         bad = subprocess.run(
-            [str(PYTHON), "-m", "lab.capture.live", *args],
+            [str(PYTHON), "-m", "lab", "sniff", *args],
             cwd=REPO,
             capture_output=True,
             text=True,

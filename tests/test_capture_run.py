@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from lab.capture import LINKTYPE_RAW
 from lab.pcap import read_pcap
+from lab.results import load_run, pcap_path
 from lab.runner import RunOutcome, run_scenario
 from lab.scenario import load_scenario
 from tests.conftest import SCENARIOS, write_scenario
@@ -25,7 +25,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> RunOutcome:
 
 
 def test_every_udp_datagram_the_client_sent_is_in_the_client_pcap(quickstart: RunOutcome) -> None:
-    frame = read_pcap(quickstart.path / "capture" / "udp-client.pcap")
+    frame = read_pcap(pcap_path(quickstart.path, "udp", "client"))
     assert frame.linktype == LINKTYPE_RAW, "TUN devices carry raw IP"
     packets = frame.packets
     to_server = packets[(packets["proto"] == 17) & (packets["dport"] == 50001)]
@@ -36,7 +36,7 @@ def test_every_udp_datagram_the_client_sent_is_in_the_client_pcap(quickstart: Ru
 
 
 def test_tcp_handshake_and_first_message_are_captured(quickstart: RunOutcome) -> None:
-    packets = read_pcap(quickstart.path / "capture" / "tcp-client.pcap").packets
+    packets = read_pcap(pcap_path(quickstart.path, "tcp", "client")).packets
     tcp = packets[packets["proto"] == 6].reset_index(drop=True)
     flags = tcp["tcp_flags"].astype(int)
     assert flags.iloc[0] & (SYN | ACK) == SYN, "the SYN is the first packet"
@@ -47,7 +47,7 @@ def test_tcp_handshake_and_first_message_are_captured(quickstart: RunOutcome) ->
 
 
 def test_captures_report_no_kernel_drops(quickstart: RunOutcome) -> None:
-    captures = pd.read_csv(quickstart.path / "captures.csv")
+    captures = load_run(quickstart.path).table("captures")
     assert len(captures) == 4  # tcp/udp x client/server
     assert (captures["kernel_drops"] == 0).all()
     assert captures["complete"].all()
@@ -62,14 +62,15 @@ def test_server_pcap_matches_what_the_engine_forwarded(tmp_path: Path) -> None:
         "[impairment]\nloss = 10\nduplicate = 2\n",
     )
     outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
-    truth = pd.read_csv(outcome.path / "impairment.csv")
+    run = load_run(outcome.path)
+    truth = run.table("impairment")
     c2s = truth[(truth["direction"] == "client_to_server") & (truth["ip_proto"] == 17)]
     forwarded = c2s[c2s["fate"] == "forwarded"]
     expected = len(forwarded) + int(forwarded["duplicated"].sum())
 
-    server = read_pcap(outcome.path / "capture" / "udp-server.pcap").packets
+    server = read_pcap(run.pcap("udp", "server")).packets
     arrived = server[(server["proto"] == 17) & (server["dport"] == 50001)]
     assert len(arrived) == expected
     assert set(arrived["lab_seq"].astype(int)) == set(forwarded["lab_seq"].astype(int))
-    client = read_pcap(outcome.path / "capture" / "udp-client.pcap").packets
+    client = read_pcap(run.pcap("udp", "client")).packets
     assert len(client[(client["proto"] == 17) & (client["dport"] == 50001)]) == len(c2s) == 3000

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from lab import cli
+from lab.cli import _exec as exec_cli
 
 
 def _exec_argv(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[str | None, list[str]]:
@@ -18,7 +19,7 @@ def _exec_argv(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[str | 
         asked.append(run_id)
         return run_id or "only"
 
-    monkeypatch.setattr(cli, "_pick_testbed", pick)
+    monkeypatch.setattr(exec_cli, "pick_testbed", pick)
     monkeypatch.setattr(os, "execvp", lambda _file, args: ran.append(list(args)))
     assert cli.main(argv) == 0
     return asked[0], ran[0]
@@ -57,8 +58,8 @@ def test_testbed_down_takes_the_id_either_way() -> None:
 def test_exec_of_a_missing_program_exits_127_like_a_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     import lab.testbed
 
-    monkeypatch.setattr(lab.testbed.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(cli, "_pick_testbed", lambda run_id: "ab12cd34")
+    monkeypatch.setattr(lab.testbed._netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(exec_cli, "pick_testbed", lambda run_id: "ab12cd34")
     assert cli.main(["exec", "client", "--", "no-such-program-xyz", "-v"]) == 127
 
 
@@ -67,7 +68,7 @@ def test_exec_without_root_says_so_in_one_line(
 ) -> None:
     import lab.testbed
 
-    monkeypatch.setattr(lab.testbed.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(lab.testbed._netns.os, "geteuid", lambda: 1000)
     assert cli.main(["exec", "client", "--", "true"]) == 2
     assert capsys.readouterr().err.strip() == (
         "lab: entering a testbed needs root (network namespaces): run it as `sudo .venv/bin/lab ...`"

@@ -29,11 +29,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lab.capture import live
+from lab.cli import _sniff as live
 from lab.errors import LabError, ResultsError
-from lab.report._checks import LARGEST, Workload, max_rows, read_checked_table
 from lab.report.listing import list_runs
 from lab.results import MAX_META_BYTES
+from lab.results._checks import LARGEST, Workload, max_rows, read_checked_table
 from tests.test_report import make_run, make_sweep, run_cli
 
 REPO = Path(__file__).resolve().parent.parent

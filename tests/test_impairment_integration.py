@@ -6,13 +6,12 @@ against what the engine says it did.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from lab.results import load_run
 from lab.runner import RunOutcome
 from tests.conftest import run_body, summary_row
 
@@ -20,7 +19,7 @@ pytestmark = [pytest.mark.requires_root, pytest.mark.slow]
 
 
 def _accounting_closes(outcome: RunOutcome) -> None:
-    books = pd.read_csv(outcome.path / "accounting.csv")
+    books = load_run(outcome.path).table("accounting")
     assert books["closes"].all(), books.to_string()
     assert (
         books["packets_in"] == books["forwarded"] + books["dropped_loss"] + books["dropped_queue"]
@@ -39,7 +38,7 @@ def test_random_loss_is_binomial_over_20k_datagrams(
     lost = int(summary_row(outcome, "udp")["lost"])
     half_width = 2.576 * math.sqrt(n * p * (1 - p))  # 99 % normal approximation of the binomial
     assert n * p - half_width <= lost <= n * p + half_width, f"lost {lost} of {n}"
-    truth = pd.read_csv(outcome.path / "impairment.csv")
+    truth = load_run(outcome.path).table("impairment")
     dropped = truth[(truth["direction"] == "client_to_server") & (truth["fate"] == "dropped-loss")]
     assert set(dropped["lab_seq"].astype(int)) == set(
         outcome.messages.loc[outcome.messages["copies"] == 0, "seq"]
@@ -78,8 +77,8 @@ def test_reordering_shows_in_udp_and_is_hidden_but_paid_for_by_tcp(tmp_path: Pat
     )
     mean_owd = outcome.messages.groupby("protocol")["owd_ns"].mean()
     assert mean_owd["tcp"] > mean_owd["udp"], "TCP pays for reordering in delay"
-    truth = pd.read_csv(outcome.path / "impairment_by_protocol.csv").set_index(
-        ["protocol", "direction"]
+    truth = (
+        load_run(outcome.path).table("impairment_by_protocol").set_index(["protocol", "direction"])
     )
     assert truth.loc[("tcp", "client_to_server"), "reordered"] > 0
     _accounting_closes(outcome)
@@ -96,7 +95,7 @@ def test_tcp_completes_under_5pct_loss_with_every_byte_intact(tmp_path: Path) ->
     tcp_messages = outcome.messages[outcome.messages["protocol"] == "tcp"]
     assert tcp_messages["intact"].all()
     assert list(tcp_messages.sort_values("arrival_index")["seq"]) == list(range(2000))
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    exchanges = load_run(outcome.path).table("exchanges").set_index("protocol")
     assert exchanges.loc["tcp", "client.Tcp.RetransSegs"] > 0, "the kernel retransmitted"
     _accounting_closes(outcome)
 
@@ -110,7 +109,7 @@ def test_duplicates_and_corruption_reach_udp_and_are_absorbed_by_tcp(tmp_path: P
     udp, tcp = summary_row(outcome, "udp"), summary_row(outcome, "tcp")
     assert udp["duplicates"] > 0
     assert udp["lost"] > 0, "corrupted datagrams fail the UDP checksum and vanish"
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    exchanges = load_run(outcome.path).table("exchanges").set_index("protocol")
     # every lost datagram failed the checksum (a corrupted duplicate fails it twice)
     assert exchanges.loc["udp", "server.Udp.InCsumErrors"] >= udp["lost"]
     assert int(udp["losses_explained"]) == int(udp["lost"])
@@ -137,7 +136,7 @@ def test_rate_limit_queue_overflow_is_not_loss(tmp_path: Path) -> None:
         'protocols = ["udp"]\n[workload]\ncount = 1000\nsize = 1000\nrate = 500\n'
         "[impairment]\nrate_bps = 2000000\nqueue_limit = 50\n",
     )
-    books = pd.read_csv(outcome.path / "accounting.csv").set_index("direction")
+    books = load_run(outcome.path).table("accounting").set_index("direction")
     c2s = books.loc["client_to_server"]
     assert c2s["dropped_queue"] > 300 and c2s["dropped_loss"] == 0
     udp = summary_row(outcome, "udp")
@@ -238,6 +237,6 @@ def test_delay_longer_than_the_default_drain_delivers_everything(tmp_path: Path)
     row = summary_row(outcome, "udp")
     assert row["delivered"] == 10, row
     assert 5000 <= row["owd_p50_ms"] < 5100
-    meta = json.loads((outcome.path / "meta.json").read_text())
+    meta = load_run(outcome.path).meta
     assert meta["complete"] is True and meta["drain_s"] == 6.0
     assert meta["ground_truth"]["packets"] == 10

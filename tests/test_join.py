@@ -16,8 +16,9 @@ import pytest
 from lab.analysis import join
 from lab.analysis._wire_tcp import TcpWireAnalysis
 from lab.analysis.wire import TABLES, analyze_run, analyze_tcp
-from lab.errors import AnalysisError
+from lab.errors import AnalysisError, ResultsError
 from lab.pcap import read_pcap
+from lab.results import FORMAT_VERSION, load_run, read_table
 from tests.conftest import run_body
 from tests.test_wire import (
     CLIENT,
@@ -628,6 +629,8 @@ def fake_run(tmp_path: Path) -> Path:
     folder = tmp_path / "run"
     capture = folder / "capture"
     capture.mkdir(parents=True)
+    meta = {"format_version": FORMAT_VERSION, "complete": True}
+    (folder / "meta.json").write_text(json.dumps(meta))
     story_captures(capture)
     udp_messages, udp_truth, _, _ = udp_story(capture)
     messages = pd.concat([story_messages(), udp_messages], ignore_index=True)
@@ -658,12 +661,13 @@ def test_analyze_run_returns_every_table(tmp_path: Path) -> None:
 def test_explain_run_reads_the_host_counters(tmp_path: Path) -> None:
     """exchanges.csv's server.Udp.RcvbufErrors and meta.json's TUN tx_dropped."""
     folder = fake_run(tmp_path)
-    exchanges = pd.read_csv(folder / "exchanges.csv")
+    exchanges = read_table(folder / "exchanges.csv")
     exchanges["server.Udp.RcvbufErrors"] = [0, 1]
     exchanges.to_csv(folder / "exchanges.csv", index=False)
     link = {"rx_packets": 0, "tx_packets": 0, "rx_dropped": 0}
     meta = {
-        "link_stats": {"client": {**link, "tx_dropped": 1}, "server": {**link, "tx_dropped": 0}}
+        "format_version": FORMAT_VERSION,
+        "link_stats": {"client": {**link, "tx_dropped": 1}, "server": {**link, "tx_dropped": 0}},
     }
     (folder / "meta.json").write_text(json.dumps(meta))
     udp = join.explain_run(folder).query("protocol == 'udp'").set_index("seq")
@@ -679,7 +683,7 @@ def test_explain_run_reads_the_host_counters(tmp_path: Path) -> None:
 def test_analyze_run_without_ground_truth_or_tcp(tmp_path: Path) -> None:
     folder = fake_run(tmp_path)
     (folder / "impairment.csv").unlink()
-    exchanges = pd.read_csv(folder / "exchanges.csv")
+    exchanges = read_table(folder / "exchanges.csv")
     exchanges.loc[exchanges["protocol"] == "udp"].to_csv(folder / "exchanges.csv", index=False)
     tables = analyze_run(folder)
     assert tables["tcp_segments"].empty and tables["explained"].empty
@@ -692,15 +696,18 @@ def test_analyze_run_without_ground_truth_or_tcp(tmp_path: Path) -> None:
 
 
 def test_analyze_run_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
-    with pytest.raises(AnalysisError, match="missing"):
-        analyze_run(tmp_path)
+    with pytest.raises(ResultsError, match="not a results folder"):
+        analyze_run(tmp_path)  # no meta.json
+    (tmp_path / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
+    with pytest.raises(AnalysisError, match=r"messages\.csv: missing"):
+        analyze_run(tmp_path)  # a results folder without its tables
 
 
 def test_timestamps_stay_exact_through_csv(tmp_path: Path) -> None:
     """ns timestamps do not fit a float64; read_table keeps them exact."""
     path = tmp_path / "t.csv"
     pd.DataFrame({"t_ns": [T0 + 123, None]}, dtype="Int64").to_csv(path, index=False)
-    assert join.read_table(path)["t_ns"].iloc[0] == T0 + 123
+    assert read_table(path)["t_ns"].iloc[0] == T0 + 123
 
 
 # --------------------------------------------------------------------------- for real
@@ -772,8 +779,9 @@ def test_host_noise_on_a_clean_link_is_explained(
         for hog in hogs:
             hog.kill()
             hog.wait()
-    explained = pd.read_csv(outcome.path / "explained.csv")
-    summary = pd.read_csv(outcome.path / "explained_summary.csv")
+    run = load_run(outcome.path)
+    explained = run.table("explained")
+    summary = run.table("explained_summary")
     print("\n" + summary.to_string())
     assert summary["unexplained"].sum() == 0, explained.query("not explained").to_string()
     assert (explained["blame"] != "impairment").all(), explained.to_string()

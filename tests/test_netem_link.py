@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import lab.testbed
+import lab.testbed._build
 from lab.errors import TestbedError
 from lab.impairment.netem import netem_available
+from lab.results import load_run
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
 from lab.testbed import _netns
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.requires_root
 def test_veth_link_carries_both_protocols(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leftover_namespaces: None
 ) -> None:
-    monkeypatch.setattr(lab.testbed, "netem_available", lambda netns=None: True)
+    monkeypatch.setattr(lab.testbed._build, "netem_available", lambda netns=None: True)
     path = write_scenario(
         tmp_path,
         'name = "v"\ndescription = "veth"\n[workload]\ncount = 300\nrate = 3000\n'
@@ -33,9 +34,10 @@ def test_veth_link_carries_both_protocols(
     )
     outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
     assert (outcome.summary["delivered"] == 300).all()
-    captures = pd.read_csv(outcome.path / "captures.csv")
+    run = load_run(outcome.path)
+    captures = run.table("captures")
     assert (captures["linktype"] == 1).all(), "veth carries Ethernet frames"
-    assert not (outcome.path / "impairment.csv").exists(), "netem keeps no per-packet record"
+    assert "impairment" not in run.table_names, "netem keeps no per-packet record"
 
 
 @pytest.mark.skipif(netem_available(), reason="this kernel has sch_netem")

@@ -6,7 +6,6 @@ Unit tests (no root) pin the wire format, the checksum and the analysis joins; t
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import struct
@@ -36,6 +35,7 @@ from lab.exchanges.raw import (
 from lab.impairment.forwarder import _corrupt, _Record
 from lab.impairment.groundtruth import load_ground_truth
 from lab.pcap import LAB_RAW_PROTO, read_pcap
+from lab.results import load_run
 from lab.runner import RunOutcome
 from tests.conftest import run_body, summary_row
 
@@ -288,7 +288,7 @@ def _raw_messages(outcome: RunOutcome) -> pd.DataFrame:
 
 
 def _raw_truth(outcome: RunOutcome, direction: str = "client_to_server") -> pd.DataFrame:
-    truth = pd.read_csv(outcome.path / "impairment.csv")
+    truth = load_run(outcome.path).table("impairment")
     return truth[(truth["ip_proto"] == 253) & (truth["direction"] == direction)]
 
 
@@ -343,18 +343,18 @@ def test_clean_link_raw_delivers_everything_next_to_tcp_and_udp(
     raw = _raw_messages(outcome)
     assert raw["intact"].all()
     assert list(raw.sort_values("arrival_index")["seq"]) == list(range(count))
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    run = load_run(outcome.path)
+    exchanges = run.table("exchanges").set_index("protocol")
     assert exchanges.loc["raw", "server_port"] == 0 and exchanges.loc["raw", "client_port"] == 0
     truth = _raw_truth(outcome)
     assert sorted(truth["lab_seq"].astype(int)) == list(range(count))
     assert (truth["payload_len"] == 256).all(), "size: the same payload bytes as UDP"
-    by_protocol = pd.read_csv(outcome.path / "impairment_by_protocol.csv")
+    by_protocol = run.table("impairment_by_protocol")
     assert set(by_protocol["protocol"]) == {"tcp", "udp", "raw"}
-    capture = read_pcap(outcome.path / "capture" / "raw-server.pcap").packets
+    capture = read_pcap(run.pcap("raw", "server")).packets
     capture = capture[capture["proto"] == 253]
     assert sorted(capture["lab_seq"].astype(int)) == list(range(count))
-    meta = json.loads((outcome.path / "meta.json").read_text())
-    assert meta["complete"] is True
+    assert run.meta["complete"] is True
 
 
 @pytest.mark.requires_root
@@ -395,7 +395,8 @@ def test_raw_checksum_catches_corruption_the_kernel_lets_through(tmp_path: Path)
     assert delivered["intact"].all(), "no corrupted message counted as an intact delivery"
     assert not corrupted & set(delivered["seq"]), "every corrupted packet was discarded"
     assert set(raw.loc[raw["copies"] == 0, "seq"]) == corrupted
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    run = load_run(outcome.path)
+    exchanges = run.table("exchanges").set_index("protocol")
     assert exchanges.loc["raw", "server.App.RawChecksumErrors"] == len(corrupted)
     assert exchanges.loc["raw", "server.App.RawForeignPackets"] == 0
     assert exchanges.loc["raw", "server.Raw.Drops"] == 0
@@ -422,7 +423,8 @@ def test_raw_echo_checks_both_directions(tmp_path: Path) -> None:
     assert set(raw.loc[raw["copies"] == 0, "seq"]) == lost_there
     echoed = set(raw.loc[raw["rtt_ns"].notna(), "seq"])
     assert echoed == set(range(count)) - lost_there - lost_back
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    run = load_run(outcome.path)
+    exchanges = run.table("exchanges").set_index("protocol")
     assert exchanges.loc["raw", "client.App.RawChecksumErrors"] == len(lost_back)
     assert exchanges.loc["raw", "client.App.RawForeignPackets"] == 0, (
         "the client's socket never sees its own outgoing packets"
@@ -431,5 +433,5 @@ def test_raw_echo_checks_both_directions(tmp_path: Path) -> None:
 
 def _ground_truth_frame(outcome: RunOutcome) -> pd.DataFrame:
     """impairment.csv typed like the runner's in-memory ground truth."""
-    truth = pd.read_csv(outcome.path / "impairment.csv")
+    truth = load_run(outcome.path).table("impairment")
     return truth.astype({"lab_seq": "Int64", "src_port": "Int64", "dst_port": "Int64"})

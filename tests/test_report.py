@@ -7,7 +7,6 @@ the DOM) and nothing raised.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -20,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lab.cli import build_parser
 from lab.errors import ResultsError
 from lab.report import _run_figures as figs
 from lab.report import render_report, render_sweep
-from lab.report.commands import register
 from lab.report.listing import compare_runs, list_runs
 from lab.report.sweep import mathis_bps, mean_ci, model_table, read_sweep, t_quantile
-from lab.results import FORMAT_VERSION
+from lab.results import FORMAT_VERSION, load_run
 from tests.conftest import write_scenario
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -338,14 +337,8 @@ def test_sweep_folder_is_not_a_run(tmp_path: Path) -> None:
 # --- lab report / list / compare -----------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="lab")
-    register(main.add_subparsers(dest="command", required=True))
-    return main
-
-
 def run_cli(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     status: int = args.handler(args)
     return status
 
@@ -404,7 +397,7 @@ def test_cli_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_compare_runs(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a")
     b = make_run(tmp_path / "b")
-    summary = pd.read_csv(b / "summary.csv")
+    summary = load_run(b).summary
     summary.loc[summary["protocol"] == "udp", "goodput_bps"] = 2.85e6
     summary.to_csv(b / "summary.csv", index=False)
     diff = compare_runs(a, b)
@@ -582,7 +575,7 @@ def test_sweep_model_table(tmp_path: Path) -> None:
 
 def test_sweep_models_with_measured_rto(tmp_path: Path) -> None:
     folder = make_sweep(tmp_path / "s")
-    frame = pd.read_csv(folder / "sweep.csv")
+    frame = load_run(folder).summary
     frame["rto_ms"] = 1000.0
     frame.to_csv(folder / "sweep.csv", index=False)
     table = model_table(read_sweep(folder)).set_index("loss %")
@@ -597,7 +590,7 @@ def test_sweep_models_with_measured_rto(tmp_path: Path) -> None:
 def test_sweep_models_without_rtt(tmp_path: Path, rtt: float | None) -> None:
     # an older sweep.csv without base_rtt_ms, or a link without delay: the page says why
     folder = make_sweep(tmp_path / "s")
-    frame = pd.read_csv(folder / "sweep.csv")
+    frame = load_run(folder).summary
     if rtt is None:
         frame = frame.drop(columns=["base_rtt_ms"])
     else:
@@ -620,7 +613,7 @@ def test_sweep_of_another_parameter_has_no_model(tmp_path: Path) -> None:
 def test_sweep_of_text_values(tmp_path: Path) -> None:
     # e.g. [sweep] congestion_control = ["cubic", "reno", "bbr"]: categories, in run order
     folder = make_sweep(tmp_path / "cc", parameter="congestion_control")
-    tidy = pd.read_csv(folder / "sweep.csv")
+    tidy = load_run(folder).summary
     tidy = tidy.loc[tidy["value"] < 5].copy()
     tidy["value"] = tidy["value"].map({0.0: "cubic", 1.0: "reno", 2.0: "bbr"})
     tidy.to_csv(folder / "sweep.csv", index=False)

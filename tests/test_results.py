@@ -22,7 +22,7 @@ def _scenario(tmp_path: Path) -> Path:
 
 
 def test_without_root_nothing_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lab.testbed.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(lab.testbed._netns.os, "geteuid", lambda: 1000)
     path = _scenario(tmp_path)
     with pytest.raises(PrivilegeError, match="needs root"):
         run_scenario(load_scenario(path), path, tmp_path / "results")
@@ -72,7 +72,7 @@ def test_ns_columns_read_back_exact_with_gaps(tmp_path: Path) -> None:
     from lab.results import read_table
 
     exact = [1_796_177_413_772_978_721, 1_796_177_413_772_978_723]
-    path = tmp_path / "messages.csv"
+    path = tmp_path / "delays.csv"  # a table of no fixed layout: only the dtype rule
     path.write_text(f"seq,t_recv_ns,owd_ms\n0,{exact[0]},1.5\n1,,\n2,{exact[1]},2.5\n")
     table = read_table(path)
     assert str(table["t_recv_ns"].dtype) == "Int64"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lab.results import load_run
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
 from tests.conftest import PROJECT_ROOT, SCENARIOS, lab_namespaces, write_scenario
@@ -44,18 +45,19 @@ def test_quickstart_delivers_everything_in_order(
             range(scenario.workload.count)
         )
 
-    meta = json.loads((outcome.path / "meta.json").read_text())
+    run = load_run(outcome.path)
+    meta = run.meta
     assert meta["complete"] is True
     assert meta["congestion_control"] == "cubic"
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2  # results/README.md: format_version 2
     assert meta["seed"] == scenario.seed
     # durations are measured, not bounded here: docs/benchmarks.md reports them
     assert meta["testbed_setup_s"] > 0 and meta["testbed_teardown_s"] > 0
     for name in ("messages.csv", "summary.csv", "exchanges.csv", "scenario.toml", "report.html"):
         assert (outcome.path / name).exists(), name
-    on_disk = pd.read_csv(outcome.path / "messages.csv")
+    on_disk = run.messages
     assert len(on_disk) == 2 * scenario.workload.count
-    exchanges = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol")
+    exchanges = run.table("exchanges").set_index("protocol")
     assert exchanges.loc["tcp", "congestion_control"] == "cubic"
     assert (exchanges["client_port"] >= 49152).all(), (
         "client ports come from the IANA ephemeral range"
@@ -101,10 +103,10 @@ def test_sigint_midway_tears_down_and_marks_incomplete(tmp_path: Path) -> None:
     assert "interrupted" in stderr
     assert lab_namespaces() - before == set(), "namespaces left after SIGINT"
     (run_folder,) = results.iterdir()
-    meta = json.loads((run_folder / "meta.json").read_text())
-    assert meta["complete"] is False
-    assert meta["incomplete_reason"] == "interrupted"
-    assert not (run_folder / "summary.csv").exists()
+    run = load_run(run_folder)
+    assert run.meta["complete"] is False
+    assert run.meta["incomplete_reason"] == "interrupted"
+    assert "summary" not in run.table_names
 
 
 def test_sigterm_tears_down(tmp_path: Path) -> None:
@@ -180,7 +182,7 @@ def test_concurrent_runs_do_not_touch_each_other(tmp_path: Path) -> None:
     for process in runs:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
-    run_ids = {json.loads(meta.read_text())["run_id"] for meta in tmp_path.glob("r*/*/meta.json")}
+    run_ids = {load_run(meta.parent).meta["run_id"] for meta in tmp_path.glob("r*/*/meta.json")}
     assert len(run_ids) == 3
     ours = {f"lab-{run_id}-{end}" for run_id in run_ids for end in "cs"}
     assert ours & lab_namespaces() == set()
@@ -206,10 +208,10 @@ def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -
     assert (tcp["loss_pct"] == 0).all()
     assert (tcp.loc[tcp["value"] == 20, "tcp_retransmissions"] > 0).all()
     assert (table["base_rtt_ms"] == 4.0).all()
-    meta = json.loads((folder / "meta.json").read_text())
-    assert meta["complete"] is True and meta["kind"] == "sweep"
+    sweep = load_run(folder)
+    assert sweep.meta["complete"] is True and sweep.meta["kind"] == "sweep"
     for run in table["run"].unique():
-        cell_meta = json.loads((folder / run / "meta.json").read_text())
+        cell_meta = load_run(folder / run).meta
         assert cell_meta["complete"] is True
         # each cell keeps the scenario it ran: the swept value and its own seed
         cell = load_scenario(folder / run / "scenario.toml")
@@ -351,7 +353,7 @@ def test_a_failed_exchange_keeps_the_other_protocols_results(tmp_path: Path) -> 
     udp = [row for row in document["summary"] if row["protocol"] == "udp"]
     assert len(udp) == 1 and udp[0]["sent"] == 20 and udp[0]["lost"] == 20
     folder = Path(document["results"])
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = load_run(folder).meta
     assert meta["complete"] is False and meta["incomplete_reason"].startswith("tcp failed: ")
     assert meta["protocol_status"]["udp"] == "complete"
     assert (folder / "summary.csv").exists() and (folder / "report.html").exists()

@@ -25,15 +25,36 @@ def test_a_signal_after_the_command_returned_changes_nothing() -> None:
     done = _python(
         """
         import os, signal
-        from lab import cli
-        status = cli.main(["validate", "scenarios/quickstart.toml"])
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGINT)
-        print("status", status)
+        import lab.cli
+        from lab import _main
+        command = lab.cli.main
+        def command_then_signals():
+            status = command(["validate", "scenarios/quickstart.toml"])
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, after the return
+            os.kill(os.getpid(), signal.SIGINT)
+            print("status", status, flush=True)
+            return status
+        lab.cli.main = command_then_signals
+        _main.main()
         """
     )
     assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "status 0", done.stdout
+
+
+def test_the_callers_handlers_come_back_after_a_command() -> None:
+    """In a notebook or test process, Ctrl-C works as before once ``lab`` returns."""
+    done = _python(
+        """
+        import signal
+        from lab import cli
+        cli.main(["validate", "scenarios/quickstart.toml"])
+        print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+              signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        """
+    )
+    assert done.stdout.strip().splitlines()[-1] == "True True", (done.stdout, done.stderr)
 
 
 def test_a_signal_while_the_command_runs_interrupts_it() -> None:

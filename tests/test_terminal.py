@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from lab import cli
 from lab._terminal import markup_safe, visible
+from lab.cli import _run as run_cli
 
 HOSTILE = "[/bold] x \x1b[31mRED\x1b[0m \x9b2J [link=file:///etc]y[/link]"
 
@@ -34,9 +34,9 @@ def test_summary_title_from_a_scenario_cannot_break_the_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = Console(file=io.StringIO(), width=400, color_system=None)
-    monkeypatch.setattr(cli, "_stdout", out)
+    monkeypatch.setattr(run_cli, "stdout", out)
     summary = pd.DataFrame({"protocol": ["[red]udp"], "sent": [1], "delivered": [1]})
-    cli._print_summary(summary, title=markup_safe(f"x — {HOSTILE}"))
+    run_cli.print_summary(summary, title=markup_safe(f"x — {HOSTILE}"))
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "\x1b" not in text and "[/bold]" in text and "[red]udp" in text
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from lab.analysis import _tcp
 from lab.analysis.wire import analyze_run, analyze_tcp, analyze_tcp_frames
 from lab.pcap import read_pcap
+from lab.results import load_run
 
 logging.getLogger("scapy").setLevel(logging.ERROR)
 
@@ -502,9 +503,9 @@ def test_lossy_run_agrees_with_tshark(tmp_path: Path, no_leftover_namespaces: No
     outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
     tables = analyze_run(outcome.path)
     segs, stats = tables["tcp_segments"], tables["tcp_stats"].iloc[0]
-    capture = outcome.path / "capture"
-    client = tshark_frames(capture / "tcp-client.pcap")
-    server = tshark_frames(capture / "tcp-server.pcap")
+    run = load_run(outcome.path)
+    client = tshark_frames(run.pcap("tcp", "client"))
+    server = tshark_frames(run.pcap("tcp", "server"))
     ours_c = segs.loc[segs["side"] == "client"]
     ours_s = segs.loc[segs["side"] == "server"]
     retx = set(ours_c.loc[ours_c["retransmission"], "frame"])
@@ -516,7 +517,7 @@ def test_lossy_run_agrees_with_tshark(tmp_path: Path, no_leftover_namespaces: No
         sorted(theirs - retx),
     )
     assert client["retransmission"] <= retx
-    counters = pd.read_csv(outcome.path / "exchanges.csv").set_index("protocol").loc["tcp"]
+    counters = run.table("exchanges").set_index("protocol").loc["tcp"]
     # the client kernel counts its own resends: compare the client -> server ones (a
     # server FIN resent after the counters were read is on the wire, not in them)
     sent_by_client = ours_c["retransmission"] & (ours_c["direction"] == "client_to_server")

@@ -13,7 +13,7 @@ stands out as ``unexplained``: a self-induced loss or a bug.
 from __future__ import annotations
 
 import ipaddress
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,6 @@ from lab._protocols import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 from lab.analysis import _tcp
 from lab.analysis._wire_tcp import BLOCKED_THRESHOLD_NS, CLIENT_TO_SERVER, TcpWireAnalysis
 from lab.errors import AnalysisError
-from lab.pcap import read_pcap
-from lab.results import pcap_path
 
 EXPLAINED_COLUMNS = (
     "protocol",
@@ -91,14 +89,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 StrArray = npt.NDArray[Any]
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A results CSV with exact nullable integers (ns timestamps do not fit a float)."""
-    try:
-        return pd.read_csv(path, dtype_backend="numpy_nullable")
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"{path}: cannot read table: {exc}") from exc
 
 
 def _ms(values: pd.Series) -> pd.Series:
@@ -1052,59 +1042,31 @@ def _count(value: object) -> int | None:
     return None if pd.isna(number) else int(number)
 
 
-def _engine_overload(folder: Path) -> int | None:
-    """Packets the client's TUN device dropped because the engine did not read them
-    (meta.json link_stats.client.tx_dropped), if recorded."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        dropped = meta["link_stats"]["client"]["tx_dropped"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return int(dropped) if isinstance(dropped, int) else None
-
-
-def _client_address(folder: Path) -> str | None:
-    """The client's IPv4 address from meta.json, if it is there and readable."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        address = meta["client"]["address"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return str(address) if isinstance(address, str) else None
-
-
-def explain_run(
-    folder: Path,
+def explain(
+    messages: pd.DataFrame,
+    exchanges: pd.DataFrame,
+    ground_truth: pd.DataFrame,
     *,
-    messages: pd.DataFrame | None = None,
+    packets: Callable[[str, str], pd.DataFrame | None],
     tcp: TcpWireAnalysis | None = None,
+    client_address: str | None = None,
+    engine_overload: int | None = None,
     late_ns: float | None = None,
 ) -> pd.DataFrame:
-    """The ``explained`` table of a results folder: UDP and RAW losses, late TCP messages.
+    """The ``explained`` table of a run: UDP and RAW losses, late TCP messages.
 
-    Reads messages.csv, exchanges.csv, impairment.csv and the UDP/RAW captures (when
-    present); ``tcp`` is the run's :func:`~lab.analysis.wire.analyze_tcp` result
-    (late TCP messages are skipped without it). A run without impairment.csv (no
-    ground truth) raises AnalysisError.
+    ``packets(protocol, side)`` gives a capture's packets (None: not captured);
+    ``tcp`` is the run's :func:`~lab.analysis.wire.analyze_tcp` result (late TCP
+    messages are skipped without it); ``engine_overload`` the packets the client's TUN
+    device dropped because the engine did not read them.
     """
-    messages = read_table(folder / "messages.csv") if messages is None else messages
-    exchanges = read_table(folder / "exchanges.csv")
-    truth_path = folder / "impairment.csv"
-    if not truth_path.exists():
-        raise AnalysisError(f"{truth_path}: no ground truth in this results folder")
-    ground_truth = read_table(truth_path)
-    client_address = _client_address(folder)
-    overload = _engine_overload(folder)
     parts = [_empty()]
     for _, row in exchanges.iterrows():
         protocol = str(row["protocol"])
         ports = _port(row.get("client_port")), _port(row.get("server_port"))
         if protocol in ("udp", "raw"):
             counter = "server.Raw.Drops" if protocol == "raw" else "server.Udp.RcvbufErrors"
-            captured = [
-                read_pcap(p).packets if p.exists() else None
-                for p in (pcap_path(folder, protocol, side) for side in ("client", "server"))
-            ]
+            captured = [packets(protocol, side) for side in ("client", "server")]
             parts.append(
                 explain_udp_losses(
                     messages,
@@ -1115,7 +1077,7 @@ def explain_run(
                     protocol=protocol,
                     client_address=client_address,
                     receive_drops=_count(row.get(counter)),
-                    engine_overload=overload,
+                    engine_overload=engine_overload,
                 )
             )
         elif protocol == "tcp" and tcp is not None:
@@ -1124,3 +1086,29 @@ def explain_run(
     if not frames:
         return _empty()
     return pd.concat(frames, ignore_index=True)[list(EXPLAINED_COLUMNS)]
+
+
+def explain_run(folder: Path, *, tcp: TcpWireAnalysis | None = None) -> pd.DataFrame:
+    """:func:`explain` for a finished run's folder (read through :mod:`lab.results`).
+
+    A run without impairment.csv (no ground truth) raises AnalysisError.
+    """
+    from lab.analysis.run import record_of  # noqa: PLC0415 - run builds on this module
+    from lab.results import load_run  # noqa: PLC0415
+
+    run = load_run(folder)
+    if not run.has_table("impairment"):
+        raise AnalysisError(
+            f"{run.path / 'impairment.csv'}: no ground truth in this results folder"
+        )
+    record = record_of(run)
+    assert record.ground_truth is not None
+    return explain(
+        record.messages,
+        record.exchanges,
+        record.ground_truth,
+        packets=record.packets,
+        tcp=tcp,
+        client_address=record.client_address,
+        engine_overload=record.engine_overload,
+    )

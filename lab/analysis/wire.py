@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.analysis import join
 from lab.analysis._wire_tcp import (
     BLOCKED_THRESHOLD_NS,
     HOL_COLUMNS,
@@ -25,11 +24,9 @@ from lab.analysis._wire_tcp import (
     TcpWireAnalysis,
     analyze_tcp,
     analyze_tcp_frames,
-    empty_tables,
     head_of_line,
 )
 from lab.errors import AnalysisError
-from lab.results import pcap_path
 
 __all__ = [
     "BLOCKED_THRESHOLD_NS",
@@ -50,40 +47,19 @@ TABLES = ("tcp_segments", "tcp_stats", "rtt_samples", "hol", "explained", "expla
 
 
 def analyze_run(folder: Path) -> dict[str, pd.DataFrame]:
-    """Every wire table of a results folder, keyed by table name (see :data:`TABLES`).
+    """Every wire table of a finished run's folder, keyed by table name (:data:`TABLES`).
 
-    Needs messages.csv, exchanges.csv and, for TCP, capture/tcp-client.pcap and
-    capture/tcp-server.pcap; ``explained`` also needs impairment.csv (it is empty
-    without). Raises AnalysisError when a file is missing or unreadable.
+    Reads the folder through :mod:`lab.results`: messages.csv, exchanges.csv, for TCP
+    the two TCP captures and, for ``explained``, impairment.csv (empty without).
+    Raises ResultsError or AnalysisError when a file is missing or unreadable.
     """
-    folder = Path(folder)
-    for name in ("messages.csv", "exchanges.csv"):
-        if not (folder / name).exists():
-            raise AnalysisError(f"{folder / name}: missing; is {folder} a results folder?")
-    messages = join.read_table(folder / "messages.csv")
-    exchanges = join.read_table(folder / "exchanges.csv")
-    tables = empty_tables()
-    tcp_rows = exchanges.loc[exchanges["protocol"] == "tcp"]
-    analysis: TcpWireAnalysis | None = None
-    if not tcp_rows.empty:
-        row = tcp_rows.iloc[0]
-        analysis = analyze_tcp(
-            pcap_path(folder, "tcp", "client"),
-            pcap_path(folder, "tcp", "server"),
-            messages,
-            int(row["client_port"]),
-            int(row["server_port"]),
-        )
-        tables = {
-            "tcp_segments": analysis.segments,
-            "tcp_stats": analysis.stats,
-            "rtt_samples": analysis.rtt_samples,
-            "hol": analysis.hol,
-        }
-    if (folder / "impairment.csv").exists():
-        explained = join.explain_run(folder, messages=messages, tcp=analysis)
-    else:
-        explained = pd.DataFrame(columns=list(join.EXPLAINED_COLUMNS))
-    tables["explained"] = explained
-    tables["explained_summary"] = join.explain_summary(explained)
-    return tables
+    from lab.analysis.run import record_of, wire_tables  # noqa: PLC0415 - run builds on this
+    from lab.results import load_run  # noqa: PLC0415
+
+    run = load_run(folder)
+    for name in ("messages", "exchanges"):
+        if not run.has_table(name):
+            raise AnalysisError(
+                f"{run.path / (name + '.csv')}: missing; is {folder} a results folder?"
+            )
+    return wire_tables(record_of(run))

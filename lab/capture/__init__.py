@@ -2,7 +2,7 @@
 
 :class:`Sniffer` captures one interface (optionally in a named network namespace);
 :class:`CaptureStats` is what it reports. :mod:`lab.pcap` writes and reads
-the files, :mod:`lab.capture.live` is ``lab sniff``.
+the files; ``lab sniff`` (:mod:`lab.cli._sniff`) draws its live summary.
 """
 
 from lab.capture.flows import FlowCount, LiveCounters

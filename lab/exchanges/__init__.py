@@ -8,6 +8,7 @@ message left, and turns what both ends saw into one row per message.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +20,23 @@ import numpy as np
 import pandas as pd
 
 from lab.errors import ExchangeError
-from lab.exchanges import raw, tcp, udp
+from lab.exchanges import probe, raw, tcp, udp
 from lab.exchanges._endpoint import EndpointResult, EndpointSettings, spawn
+from lab.exchanges._tcpinfo import TCP_INFO_COLUMNS, parse_tcp_info, sample_row
 from lab.scenario import Pattern, Protocol, Scenario
 from lab.testbed import Testbed
 
-__all__ = ["MESSAGE_COLUMNS", "ExchangeResult", "run_exchange", "settings_for"]
+__all__ = [
+    "MESSAGE_COLUMNS",
+    "PROBE_COLUMNS",
+    "TCP_INFO_COLUMNS",
+    "ExchangeResult",
+    "ProbeHandle",
+    "run_exchange",
+    "settings_for",
+    "start_probe",
+    "tcp_info_table",
+]
 
 #: Columns of ``messages.csv`` (see results/README.md for units).
 MESSAGE_COLUMNS = (
@@ -41,6 +53,9 @@ MESSAGE_COLUMNS = (
     "t_echo_ns",
     "rtt_ns",
 )
+
+#: How often the TCP sender samples its socket's TCP_INFO (cwnd, srtt, in flight, ...).
+TCP_INFO_INTERVAL_S = 0.02
 
 _Body = Callable[[EndpointSettings, Connection, EndpointResult], None]
 _ENDPOINTS: dict[Protocol, tuple[_Body, _Body]] = {
@@ -67,13 +82,17 @@ def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> En
     port = scenario.ports.tcp if protocol is Protocol.TCP else scenario.ports.udp
     if protocol is Protocol.RAW:
         port = 0  # raw IP has no ports: the server gets every protocol-253 packet
+    workload = scenario.workload
+    rate = workload.messages_per_second
+    if workload.bulk and protocol is Protocol.TCP:
+        rate = math.inf  # as fast as TCP allows: its window and the socket buffer set the pace
     return EndpointSettings(
         server_address=testbed.server.address,
         client_address=testbed.client.address,
         port=port,
         count=scenario.workload.count,
         size=scenario.workload.size,
-        rate=scenario.workload.messages_per_second,
+        rate=rate,
         echo=scenario.workload.pattern is Pattern.ECHO,
         seed=scenario.seed,
         connect_timeout_s=scenario.timeouts.connect_s,
@@ -81,6 +100,8 @@ def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> En
         drain_timeout_s=scenario.timeouts.drain_s,
         congestion_control=scenario.congestion_control,
         nagle=scenario.nagle,
+        duration_s=workload.send_duration_s if workload.bulk else None,
+        sample_tcp_info_s=TCP_INFO_INTERVAL_S if protocol is Protocol.TCP else None,
     )
 
 
@@ -119,6 +140,91 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> Ex
     return ExchangeResult(protocol, messages, client_result, server_result, started, time.time_ns())
 
 
+#: Columns of ``probe.csv`` (latency_under_load): one row per probe sent.
+PROBE_COLUMNS = ("load_protocol", "probe", "seq", "t_send_ns", "t_echo_ns", "rtt_ns")
+
+
+class ProbeHandle:
+    """A running latency probe (:mod:`lab.exchanges.probe`): stop it to get its rows."""
+
+    def __init__(self, scenario: Scenario, testbed: Testbed) -> None:
+        self._settings = EndpointSettings(
+            server_address=testbed.server.address,
+            client_address=testbed.client.address,
+            port=scenario.ports.probe,
+            count=10**9,  # until stopped
+            size=probe.PROBE_BYTES,
+            rate=scenario.workload.probe_hz,
+            echo=True,
+            seed=scenario.seed,
+            connect_timeout_s=scenario.timeouts.connect_s,
+            run_timeout_s=scenario.timeouts.run_s,
+            # the last probe's echo may wait behind a full queue: as long as the link holds
+            drain_timeout_s=scenario.link_hold_s() * 2 + 0.2,
+        )
+        self._processes: list[BaseProcess] = []
+        try:
+            server, self._server = spawn(
+                testbed.server.netns, "probe-server", partial(probe.serve, self._settings)
+            )
+            self._processes.append(server)
+            _expect(self._server, "ready", self._settings.connect_timeout_s, Protocol.UDP, "probe")
+            client, self._client = spawn(
+                testbed.client.netns, "probe-client", partial(probe.run_client, self._settings)
+            )
+            self._processes.append(client)
+        except BaseException:
+            self._end()
+            raise
+
+    def stop(self, load_protocol: Protocol) -> pd.DataFrame:
+        """Stop probing; ``probe.csv`` rows, tagged with the load they ran beside."""
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                self._client.send(("stop",))
+            budget = self._settings.drain_timeout_s + self._settings.connect_timeout_s
+            result = _result(self._client, budget, Protocol.UDP, "probe client")
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                self._server.send(("stop",))
+            self._end()
+        frame = pd.DataFrame(result.probes, columns=["probe", "seq", "t_send_ns", "t_echo_ns"])
+        frame.insert(0, "load_protocol", load_protocol.value)
+        echo = frame["t_echo_ns"].astype("Int64")
+        frame["t_echo_ns"] = echo.mask(echo < 0)  # no echo before the stop: lost
+        frame["rtt_ns"] = frame["t_echo_ns"] - frame["t_send_ns"]
+        return frame[list(PROBE_COLUMNS)]
+
+    def close(self) -> None:
+        """Stop probing without its rows (the exchange beside it failed)."""
+        for control in (self._client, self._server):
+            with contextlib.suppress(OSError, AttributeError):
+                control.send(("stop",))
+        self._end()
+
+    def _end(self) -> None:
+        for process in self._processes:
+            process.join(2.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def start_probe(scenario: Scenario, testbed: Testbed) -> ProbeHandle:
+    """Start the UDP and TCP latency probe between the testbed's hosts (until stopped)."""
+    return ProbeHandle(scenario, testbed)
+
+
+def tcp_info_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
+    """``tcp_info.csv``: the TCP sender's TCP_INFO samples, oldest first."""
+    rows = [
+        sample_row(t_ns, parse_tcp_info(raw), exchange.client.congestion_control)
+        for exchange in exchanges
+        for t_ns, raw in exchange.client.tcp_info
+    ]
+    return pd.DataFrame(rows, columns=list(TCP_INFO_COLUMNS))
+
+
 def _expect(
     control: Connection, what: str, timeout_s: float, protocol: Protocol, role: str
 ) -> object:
@@ -149,13 +255,15 @@ def build_messages(
 ) -> pd.DataFrame:
     """One row per message: what was sent, when (and how often) it arrived."""
     count = settings.count
+    if settings.duration_s is not None:  # bulk: the messages sent before the time was up
+        count = int((np.asarray(client.t_send_ns, dtype=np.int64) >= 0).sum())
     received = _first_arrivals(server.arrivals, count)
     frame = pd.DataFrame(
         {
             "protocol": protocol.value,
             "seq": np.arange(count, dtype=np.int64),
             "size": np.full(count, settings.size, dtype=np.int64),
-            "t_send_ns": np.asarray(client.t_send_ns, dtype=np.int64),
+            "t_send_ns": np.asarray(client.t_send_ns[:count], dtype=np.int64),
             "t_recv_ns": received.t,
             "arrival_index": received.index,
             "copies": received.copies,

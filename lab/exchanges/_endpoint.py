@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import multiprocessing
 import select
 import signal
@@ -51,6 +52,8 @@ class EndpointSettings:
     drain_timeout_s: float
     congestion_control: str = "cubic"
     nagle: bool = False  # TCP: TCP_NODELAY off on both ends
+    duration_s: float | None = None  # bulk: stop sending after this long (count caps it)
+    sample_tcp_info_s: float | None = None  # TCP sender: sample TCP_INFO this often
 
 
 @dataclass
@@ -62,6 +65,8 @@ class EndpointResult:
     arrivals: list[tuple[int, int, bool]] = field(default_factory=list)  # (seq, t, intact)
     counters: dict[str, int] = field(default_factory=dict)
     congestion_control: str = ""  # TCP only: what the kernel reports for the socket
+    tcp_info: list[tuple[int, bytes]] = field(default_factory=list)  # TCP sender: samples
+    probes: list[tuple[str, int, int, int]] = field(default_factory=list)  # (kind, seq, sent, echo)
     local_port: int = 0
     peer_port: int = 0
     started_ns: int = 0
@@ -69,16 +74,22 @@ class EndpointResult:
     error: str | None = None
 
 
-def paced(count: int, rate: float) -> Iterator[int]:
+def paced(count: int, rate: float, duration_s: float | None = None) -> Iterator[int]:
     """Yield 0..count-1 on an absolute schedule at ``rate`` per second.
 
     The schedule is absolute, so a late send is followed by catch-up and the average
-    rate holds even when a single sleep overshoots.
+    rate holds even when a single sleep overshoots. ``rate`` = inf never waits (bulk:
+    the socket's own blocking is the pace); ``duration_s`` stops the schedule early.
     """
     interval_ns = 1e9 / rate
     start = time.perf_counter_ns()
+    stop = start + duration_s * 1e9 if duration_s is not None else math.inf
     for seq in range(count):
-        wait_ns = start + seq * interval_ns - time.perf_counter_ns()
+        due = start + seq * interval_ns
+        now = time.perf_counter_ns()
+        if now >= stop or due >= stop:
+            return
+        wait_ns = due - now
         if wait_ns > 20_000:
             time.sleep(wait_ns / 1e9)
         yield seq

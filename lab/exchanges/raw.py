@@ -199,7 +199,7 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
                 MAX_PACKET,
                 lambda data, peer: _seq_intact(echo_receiver, data, peer),
             )
-        for seq in paced(settings.count, settings.rate):
+        for seq in paced(settings.count, settings.rate, settings.duration_s):
             now = time.time_ns()
             client.sendto(builder.build(seq, now), destination)
             result.t_send_ns[seq] = now

@@ -27,6 +27,7 @@ from lab.exchanges._endpoint import (
     sender_done_deadline,
 )
 from lab.exchanges._framing import MessageBuilder, StreamReassembler, filler, parse_header
+from lab.exchanges._tcpinfo import TcpInfoSampler
 
 RECV_BYTES = 256 * 1024
 
@@ -95,15 +96,24 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
         result.local_port, result.peer_port = client.getsockname()[1], settings.port
         client.settimeout(settings.run_timeout_s)  # sendall blocks while the window is shut
         echoes = _EchoReader(client, settings) if settings.echo else None
-        for seq in paced(settings.count, settings.rate):
-            now = time.time_ns()
-            client.sendall(builder.build(seq, now))
-            result.t_send_ns[seq] = now
-        client.shutdown(socket.SHUT_WR)  # FIN: "no more messages"
-        if echoes is not None:
-            result.arrivals = echoes.join(settings)
-        else:
-            _wait_for_close(client, settings)
+        sampler = (
+            TcpInfoSampler(client, settings.sample_tcp_info_s)
+            if settings.sample_tcp_info_s
+            else None
+        )
+        try:
+            for seq in paced(settings.count, settings.rate, settings.duration_s):
+                now = time.time_ns()
+                client.sendall(builder.build(seq, now))
+                result.t_send_ns[seq] = now
+            client.shutdown(socket.SHUT_WR)  # FIN: "no more messages"
+            if echoes is not None:
+                result.arrivals = echoes.join(settings)
+            else:
+                _wait_for_close(client, settings)
+        finally:
+            if sampler is not None:  # the sender's view until every byte was acknowledged
+                result.tcp_info = sampler.stop()
 
 
 def _wait_for_close(client: socket.socket, settings: EndpointSettings) -> None:

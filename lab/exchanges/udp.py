@@ -66,7 +66,7 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
                 MAX_DATAGRAM,
                 lambda data, _: (HEADER.unpack_from(data)[0], data[16:] == expected_filler),
             )
-        for seq in paced(settings.count, settings.rate):
+        for seq in paced(settings.count, settings.rate, settings.duration_s):
             now = time.time_ns()
             client.sendto(builder.build(seq, now), destination)
             result.t_send_ns[seq] = now

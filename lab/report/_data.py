@@ -1,31 +1,48 @@
-"""Reading a results folder for display: meta.json, scenario.toml and whichever CSVs exist.
+"""A results folder as a page needs it, read through :mod:`lab.results` (its only reader).
 
 Reports only render what the run wrote; a missing table is not an error here (the page
 says "not available"), an unreadable one is (:class:`~lab.errors.ResultsError`), and so
-is one that cannot be what a run wrote (:mod:`lab.report._checks`: size, rows, columns).
+is one that cannot be what a run wrote (size, rows, columns: :mod:`lab.results`).
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lab import results
 from lab.errors import ResultsError
-from lab.report._checks import (
-    LARGEST,
-    MAX_SCENARIO_BYTES,
+from lab.results import (
     Workload,
-    one_line,
-    read_checked_table,
-    too_deep,
-    workload_of,
+    is_file_safely,
+    present,
+    read_meta,
+    read_scenario,
+    read_table,
+    run_workload,
 )
-from lab.results import read_meta, read_small_file
+
+__all__ = [
+    "RUN_TABLES",
+    "RunData",
+    "Workload",
+    "as_bool",
+    "as_float",
+    "check_complete",
+    "distinct_values",
+    "format_value",
+    "is_file_safely",
+    "load_run",
+    "present",
+    "read_meta",
+    "read_scenario",
+    "read_table",
+    "run_workload",
+    "sweep_values",
+]
 
 #: The tables a run report reads; ``impairment.csv`` (one row per packet) is not needed.
 RUN_TABLES = (
@@ -38,6 +55,8 @@ RUN_TABLES = (
     "tcp_segments",
     "tcp_stats",
     "hol",
+    "timeseries",
+    "tcp_info",
 )
 
 
@@ -69,81 +88,6 @@ class RunData:
         return [str(p) for p in declared] if isinstance(declared, list) else []
 
 
-def read_table(path: Path, workload: Workload = LARGEST) -> pd.DataFrame:
-    """One CSV, checked against what ``workload`` can produce; else a ResultsError naming it."""
-    try:
-        return read_checked_table(path, workload)
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such file") from None
-    except OSError as error:
-        raise ResultsError(f"{path}: unreadable: {error.strerror or one_line(error)}") from None
-
-
-def present(path: Path) -> bool:
-    """Whether anything is at ``path`` (a link or a directory too: those are refused)."""
-    try:
-        os.lstat(path)
-    except OSError:
-        return False
-    return True
-
-
-def is_file_safely(path: Path) -> bool:
-    """``path.is_file()`` for a path built from data: a name too long or with a NUL is no file."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-#: Fields of meta.json that readers act on, and the JSON type each must have (or null).
-_META_TYPES: dict[str, tuple[type, str]] = {
-    "scenario": (str, "a string"),
-    "started": (str, "a string"),
-    "ended": (str, "a string"),
-    "incomplete_reason": (str, "a string"),
-    "kind": (str, "a string"),
-    "complete": (bool, "true or false"),
-}
-
-
-def read_run_meta(folder: Path) -> dict[str, Any]:
-    """meta.json (:func:`lab.results.read_meta`), with the fields readers use type-checked."""
-    meta = read_meta(folder)
-    for key, (kind, name) in _META_TYPES.items():
-        value = meta.get(key)
-        if value is not None and not isinstance(value, kind):
-            raise ResultsError(
-                f"{folder / 'meta.json'}: {key}: must be {name} or null, not {type(value).__name__}"
-            )
-    return meta
-
-
-def read_scenario(folder: Path) -> tuple[dict[str, Any], str | None]:
-    """The run's copy of its scenario file; a broken copy is shown as text, not refused.
-
-    A copy that cannot be one (a link, a directory, larger than any scenario) is refused.
-    """
-    path = folder / "scenario.toml"
-    try:
-        text = read_small_file(path, MAX_SCENARIO_BYTES).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return {}, None
-    except OSError as error:
-        raise ResultsError(f"{path}: unreadable: {error.strerror or one_line(error)}") from None
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return {}, text
-    return ({}, text) if too_deep(data) else (data, text)
-
-
-def run_workload(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], str | None, Workload]:
-    """scenario.toml (data and text) and the workload that bounds the folder's tables."""
-    scenario, text = read_scenario(folder)
-    return scenario, text, workload_of(scenario if text is not None else None, meta)
-
-
 def check_complete(folder: Path, meta: dict[str, Any], allow_incomplete: bool) -> None:
     if meta.get("complete") is True or allow_incomplete:
         return
@@ -155,19 +99,12 @@ def check_complete(folder: Path, meta: dict[str, Any], allow_incomplete: bool) -
 
 def load_run(folder: Path, *, allow_incomplete: bool = False) -> RunData:
     """Read a run folder; refuses newer formats, sweeps and (unless allowed) incomplete runs."""
-    if not folder.is_dir():
-        raise ResultsError(f"{folder}: no such results folder")
-    meta = read_run_meta(folder)
-    if meta.get("kind") == "sweep":
+    run = results.load_run(folder)
+    if run.kind == "sweep":
         raise ResultsError(f"{folder}: a sweep folder, not a run: render it with render_sweep")
-    check_complete(folder, meta, allow_incomplete)
-    scenario, text, workload = run_workload(folder, meta)
-    tables = {
-        name: read_table(folder / f"{name}.csv", workload)
-        for name in RUN_TABLES
-        if present(folder / f"{name}.csv")
-    }
-    return RunData(folder, meta, scenario, text, tables)
+    check_complete(folder, run.meta, allow_incomplete)
+    tables = {name: run.table(name) for name in RUN_TABLES if run.has_table(name)}
+    return RunData(folder, run.meta, run.scenario, run.scenario_text, tables)
 
 
 def as_bool(series: pd.Series) -> pd.Series:

@@ -9,13 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from lab.errors import ResultsError
-from lab.report._checks import one_line
+from lab.errors import ResultsError, one_line
 from lab.report._data import (
     distinct_values,
     format_value,
     present,
-    read_run_meta,
+    read_meta,
     read_table,
     run_workload,
     sweep_values,
@@ -67,7 +66,7 @@ def _number(value: object) -> float | None:
 
 def run_info(folder: Path) -> RunInfo:
     """Describe one results folder; a folder of a newer format raises ResultsError."""
-    meta = read_run_meta(folder)
+    meta = read_meta(folder)
     kind = "sweep" if meta.get("kind") == "sweep" else "run"
     scenario, _, workload = run_workload(folder, meta)
     declared = scenario.get("protocols", [])
@@ -124,7 +123,7 @@ def list_runs(root: Path) -> tuple[list[RunInfo], list[str]]:
 
 
 def _summary_of(folder: Path, allow_incomplete: bool) -> pd.DataFrame:
-    meta = read_run_meta(folder)
+    meta = read_meta(folder)
     if meta.get("complete") is not True and not allow_incomplete:
         reason = meta.get("incomplete_reason") or "it did not finish"
         raise ResultsError(

@@ -36,12 +36,12 @@ from lab.report._data import (
     format_value,
     is_file_safely,
     present,
-    read_run_meta,
+    read_meta,
     read_table,
     run_workload,
     sweep_values,
 )
-from lab.results import read_meta, write_file
+from lab.results import write_file
 
 SWEEP_PAGE = "sweep.html"
 REQUIRED_COLUMNS = ("parameter", "value", "repetition", "protocol", "sent", "delivered")
@@ -85,7 +85,7 @@ def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
     """sweep.csv with the display columns added; checks meta.json when there is one."""
     meta: dict[str, Any] = {}
     if present(folder / "meta.json"):
-        meta = read_run_meta(folder)
+        meta = read_meta(folder)
         check_complete(folder, meta, allow_incomplete)
     path = folder / "sweep.csv"
     if not present(path):
@@ -105,7 +105,14 @@ def read_sweep(folder: Path, *, allow_incomplete: bool = False) -> pd.DataFrame:
         tidy["reorder_ratio"] = as_float(tidy["out_of_order"]) / delivered.where(delivered > 0)
     if "goodput_bps" in tidy:
         tidy["goodput_mbps"] = as_float(tidy["goodput_bps"]) / 1e6
-    for column in ("owd_p99_ms", "tcp_retransmissions", "base_rtt_ms", "mss_bytes", RTO_COLUMN):
+    for column in (
+        "owd_p95_ms",
+        "owd_p99_ms",
+        "tcp_retransmissions",
+        "base_rtt_ms",
+        "mss_bytes",
+        RTO_COLUMN,
+    ):
         if column in tidy:
             tidy[column] = as_float(tidy[column])
     return tidy
@@ -474,6 +481,58 @@ def _model_section(tidy: pd.DataFrame, model: pd.DataFrame) -> str:
     )
 
 
+def _throughput_delay_figure(tidy: pd.DataFrame) -> go.Figure | None:
+    """Pantheon's summary plot: goodput against 95th-percentile one-way delay.
+
+    One small point per run (cell and repetition) and one large point per value (the
+    mean over repetitions), TCP rows only (the swept algorithm is TCP's); the delay axis
+    runs from high to low, so better (more throughput, less delay) is up and right.
+    """
+    tcp = tidy.loc[tidy["protocol"] == "tcp"]
+    if tcp.empty or "owd_p95_ms" not in tcp or "goodput_mbps" not in tcp:
+        return None
+    tcp = tcp.dropna(subset=["owd_p95_ms", "goodput_mbps"])
+    if tcp.empty:
+        return None
+    fig = go.Figure()
+    for index, (value, runs) in enumerate(tcp.groupby("value", sort=False)):
+        color = h.protocol_color("", index)  # one colour per value, none a protocol's
+        label = h.esc(format_value(value))
+        fig.add_trace(
+            go.Scatter(
+                x=runs["owd_p95_ms"],
+                y=runs["goodput_mbps"],
+                mode="markers",
+                marker={"color": color, "size": 7, "opacity": 0.55},
+                name=f"{label} (runs)",
+                legendgroup=label,
+                showlegend=False,
+                customdata=runs["repetition"],
+                hovertemplate=f"{label}, repetition %{{customdata}}<br>p95 OWD %{{x:.1f}} ms"
+                "<br>goodput %{y:.3f} Mbit/s<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[float(runs["owd_p95_ms"].mean())],
+                y=[float(runs["goodput_mbps"].mean())],
+                mode="markers+text",
+                marker={"color": color, "size": 15, "symbol": "diamond"},
+                text=[label],
+                textposition="top center",
+                name=label,
+                legendgroup=label,
+                hovertemplate=f"{label}: mean of {len(runs)} run(s)<br>p95 OWD %{{x:.1f}} ms"
+                "<br>goodput %{y:.3f} Mbit/s<extra></extra>",
+            )
+        )
+    fig.update_xaxes(
+        title_text="95th-percentile one-way delay (ms) — lower is right", autorange="reversed"
+    )
+    fig.update_yaxes(title_text="Goodput (Mbit/s)", rangemode="tozero")
+    return fig
+
+
 def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
     # the models need loss as a number: a text value (a corrupted sweep.csv) gets no model
     loss = is_loss_parameter(parameter) and pd.api.types.is_float_dtype(tidy["value"])
@@ -492,6 +551,19 @@ def _parameter_section(tidy: pd.DataFrame, parameter: str, folder: Path) -> str:
     )
     if loss:
         body += _model_section(tidy, model)
+    pantheon = _throughput_delay_figure(tidy) if parameter == "congestion_control" else None
+    if pantheon is not None:
+        body += (
+            "<h3>Throughput against delay (TCP)</h3>"
+            + h.figure(pantheon, 420)
+            + h.caption(
+                "Pantheon's summary plot: each small point is one run, each diamond the mean "
+                "of a value's runs. Goodput is the application's bytes delivered per second; "
+                "the delay is the 95th percentile of the messages' one-way delay, socket to "
+                "socket, so it includes the sender's buffer. The delay axis is reversed: "
+                "up and right is better."
+            )
+        )
     body += "<h3>Means and 95 % confidence intervals</h3>" + _means_table(tidy)
     body += "<h3>Runs</h3>" + _runs_table(tidy, folder)
     return body

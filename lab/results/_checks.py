@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from lab.errors import ResultsError
-from lab.results import MAX_META_DEPTH, nested_deeper_than, open_results_file, table_dtypes
+from lab.errors import ResultsError, one_line
+from lab.results._files import MAX_META_DEPTH, nested_deeper_than, open_results_file, table_dtypes
 
 ALL_PROTOCOLS = ("tcp", "udp", "raw")
 DIRECTIONS = ("client_to_server", "server_to_client")
@@ -63,6 +62,14 @@ MIN_SEGMENT_BYTES = 536
 SEGMENT_FACTOR = 32
 #: Per capture: handshake, teardown, SYN and FIN retransmissions, window probes.
 CONNECTION_SEGMENTS = 256
+#: Time-series intervals one protocol may have: (longest run + longest drain) / shortest
+#: interval, (3600 s + 600 s) / 10 ms.
+MAX_INTERVALS = 420_000
+#: TCP_INFO samples a run may hold: (3600 s + 600 s) / 20 ms, plus the last one.
+MAX_TCP_INFO_SAMPLES = 210_001
+#: Latency probes per load protocol: UDP and TCP at 100 Hz at most, over the longest run,
+#: drain and idle periods, (3600 s + 600 s + 2 x 30 s) x 100 x 2.
+MAX_PROBES = 852_000
 #: A sweep sweeps one parameter; a sweep.csv merged by hand may hold a few.
 MAX_SWEEP_PARAMETERS = 4
 
@@ -116,9 +123,11 @@ def workload_of(scenario: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> 
     workload = scenario.get("workload", {})
     if not isinstance(workload, dict):
         return Workload(protocols=protocols, sweep_cells=cells)
+    # a bulk workload without count sends until its time is up: at most the largest count
+    default_count = MAX_COUNT if workload.get("pattern") == "bulk" else _DEFAULT_COUNT
     return Workload(
         protocols=protocols,
-        count=_bounded_int(workload, "count", _DEFAULT_COUNT, 1, MAX_COUNT),
+        count=_bounded_int(workload, "count", default_count, 1, MAX_COUNT),
         size=_bounded_int(workload, "size", _DEFAULT_SIZE, 16, MAX_SIZE),
         sweep_cells=cells,
         known=True,
@@ -186,6 +195,7 @@ def _tcp_segments(w: Workload) -> int:
 
 
 _SUMMARY_COUNTS = (
+    "probe_lost",
     "out_of_order",
     "duplicates",
     "losses_explained",
@@ -302,6 +312,44 @@ TABLES: dict[str, TableSpec] = {
         optional={"blocked": BOOL},
         unique=("seq",),
     ),
+    "timeseries": TableSpec(
+        rows=lambda w: len(w.protocols) * MAX_INTERVALS,
+        per="one per protocol and interval",
+        required={"protocol": PROTOCOL, "interval": COUNT, "t_start_s": NUMBER},
+        optional={
+            name: COUNT for name in ("sent", "lost", "delivered", "bytes_delivered", "out_of_order")
+        },
+        suffix_numbers=True,
+        unique=("protocol", "interval"),
+        slack=1,
+    ),
+    "tcp_info": TableSpec(
+        rows=lambda w: MAX_TCP_INFO_SAMPLES if "tcp" in w.protocols else 0,
+        per="one per TCP_INFO sample of the TCP sender",
+        required={"protocol": PROTOCOL, "t_ns": NUMBER},
+        optional={
+            name: COUNT
+            for name in (
+                "cwnd_segments",
+                "cwnd_bytes",
+                "ssthresh_segments",
+                "retransmits_total",
+                "lost_segments",
+                "bytes_acked",
+                "notsent_bytes",
+            )
+        },
+        suffix_numbers=True,
+        slack=1,
+    ),
+    "probe": TableSpec(
+        rows=lambda w: len(w.protocols) * MAX_PROBES,
+        per="one per latency probe (UDP and TCP) per load protocol",
+        required={"load_protocol": PROTOCOL, "probe": PROTOCOL, "seq": COUNT},
+        optional={"t_send_ns": NUMBER, "t_echo_ns": NUMBER, "rtt_ns": NUMBER},
+        unique=("load_protocol", "probe", "seq"),
+        slack=1,
+    ),
     "sweep": TableSpec(
         rows=lambda w: w.sweep_cells * len(w.protocols),
         per="one per sweep cell and protocol",
@@ -341,13 +389,6 @@ def max_rows(name: str, workload: Workload) -> int:
 
 
 # --- reading -------------------------------------------------------------------------------
-
-_WHITESPACE = re.compile(r"\s+")
-
-
-def one_line(error: object) -> str:
-    """An exception's message on one line (pandas' end with a newline)."""
-    return _WHITESPACE.sub(" ", str(error)).strip() or type(error).__name__
 
 
 def _example(value: object) -> str:

@@ -1,28 +1,28 @@
-"""Results folders: ``results/<scenario>-<UTC time>/``, written so a half run never passes as done.
+"""Writing a results folder: created incomplete, tables as they are ready, complete last.
 
 The folder is created when a run starts with ``meta.json`` saying ``complete: false``;
 tables are written as they are ready; only the last step sets ``complete: true``. A
 run that fails or is interrupted keeps its folder (for the post-mortem) but stays
-marked incomplete, and readers (``lab report``, ``lab list``) say so.
+marked incomplete, and readers (``lab report``, ``lab list``) say so. Every file is
+written through the folder's descriptor (never through a link, never over an existing
+temporary file) and handed to the user who ran ``sudo`` last.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import platform
 import secrets
 import shutil
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -30,7 +30,7 @@ from lab._version import __version__
 from lab.errors import ResultsError
 
 #: Version of the results format (files, columns, units); see results/README.md.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_ROOT = Path("results")
 _PACKAGES = ("protolab", "scapy", "pandas", "numpy", "pydantic", "pyroute2", "rich", "plotly")
 
@@ -282,217 +282,3 @@ def write_file(folder: Path, name: str, text: str) -> Path:
     finally:
         os.close(dir_fd)
     return folder / name
-
-
-def table_dtypes(columns: list[str]) -> dict[str, str]:
-    """The dtype rule of every results table: ``*_ns`` columns are nullable Int64.
-
-    Nanosecond timestamps (~1.8e18) do not fit a float64's 53-bit mantissa: read as
-    float (pandas' choice for an integer column with an empty cell) they round to
-    multiples of 256 ns. Int64 keeps them exact and empty cells as <NA>.
-    """
-    return {column: "Int64" for column in columns if column.endswith("_ns")}
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """One results CSV with the dtype rule applied; "" -> an empty frame."""
-    try:
-        header = pd.read_csv(path, nrows=0)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    return pd.read_csv(path, low_memory=False, dtype=table_dtypes(list(header.columns)))
-
-
-#: meta.json of a real run is a few kB; readers refuse a larger one before parsing it.
-MAX_META_BYTES = 1 << 20
-#: meta.json nests 3 deep at most (link_stats.<device>.<counter>); deeper is refused.
-MAX_META_DEPTH = 16
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-def open_results_file(path: Path) -> BinaryIO:
-    """Open a file of a results folder for reading, or refuse it in one line.
-
-    Only a regular file: never through a symbolic link (the lab never writes one) and
-    never a FIFO or a device, which could block or never end. A missing file raises
-    FileNotFoundError: the caller knows what its absence means.
-    """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise ResultsError(f"{path}: a symbolic link, not a file the lab wrote") from None
-        raise ResultsError(f"{path}: unreadable: {error.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise ResultsError(f"{path}: {kind}, not a file the lab wrote")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def read_small_file(path: Path, max_bytes: int) -> bytes:
-    """A results file of at most ``max_bytes`` (else ResultsError), read without parsing."""
-    with open_results_file(path) as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ResultsError(f"{path}: larger than {max_bytes:,} bytes: not a file the lab wrote")
-    return data
-
-
-def nested_deeper_than(data: object, limit: int) -> bool:
-    """Whether dicts and lists in ``data`` nest more than ``limit`` levels (no recursion)."""
-    stack: list[tuple[object, int]] = [(data, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: list[object] = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """meta.json of a results folder; refuses folders of a newer format.
-
-    Size and nesting are checked before anything walks the data: a meta.json larger
-    than :data:`MAX_META_BYTES` or nested deeper than :data:`MAX_META_DEPTH` is refused.
-    """
-    meta_path = path / "meta.json"
-    too_deep = (
-        f"{meta_path}: nested deeper than {MAX_META_DEPTH} levels: not a meta.json the lab wrote"
-    )
-    try:
-        meta = json.loads(read_small_file(meta_path, MAX_META_BYTES).decode("utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: not a results folder (no meta.json)") from None
-    except RecursionError:
-        raise ResultsError(too_deep) from None
-    except (OSError, ValueError) as error:
-        raise ResultsError(f"{meta_path}: unreadable: {error}") from None
-    if nested_deeper_than(meta, MAX_META_DEPTH):
-        raise ResultsError(too_deep)
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{meta_path}: not a JSON object")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResultsError(f"{meta_path}: format_version: must be a whole number >= 1")
-    if version > FORMAT_VERSION:
-        raise ResultsError(
-            f"{meta_path}: format_version {version} is newer than this lab understands "
-            f"({FORMAT_VERSION}); upgrade protolab"
-        )
-    return dict(meta)
-
-
-#: Every table a run folder may hold, ``<name>.csv``, in the order a run writes them
-#: (results/README.md documents each). A sweep folder holds ``sweep`` instead.
-RUN_TABLES = (
-    "messages",
-    "exchanges",
-    "impairment",
-    "accounting",
-    "impairment_by_protocol",
-    "captures",
-    "tcp_segments",
-    "tcp_stats",
-    "rtt_samples",
-    "hol",
-    "explained",
-    "explained_summary",
-    "summary",
-)
-SWEEP_TABLES = ("sweep",)
-CAPTURE_DIR = "capture"
-REPORT_PAGES = {"run": "report.html", "sweep": "sweep.html"}
-
-
-def pcap_path(folder: Path, protocol: str, role: str) -> Path:
-    """``capture/<protocol>-<client|server>.pcap`` in a results folder: the one rule."""
-    return folder / CAPTURE_DIR / f"{protocol}-{role}.pcap"
-
-
-@dataclass(frozen=True)
-class Run:
-    """A results folder, read: its meta.json, and its tables as DataFrames on demand.
-
-    Tables load when first asked for (``run.summary``, ``run.table("hol")``), with the
-    results' dtype rule (exact ``*_ns`` integers). Obtain one with :func:`load_run`.
-    """
-
-    path: Path
-    meta: dict[str, Any]
-    _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def kind(self) -> str:
-        """``"run"`` or ``"sweep"``."""
-        return "sweep" if self.meta.get("kind") == "sweep" else "run"
-
-    @property
-    def complete(self) -> bool:
-        """True only when the run finished and every file is there."""
-        return self.meta.get("complete") is True
-
-    @property
-    def table_names(self) -> tuple[str, ...]:
-        """The tables this folder holds."""
-        names = SWEEP_TABLES if self.kind == "sweep" else RUN_TABLES
-        return tuple(name for name in names if (self.path / f"{name}.csv").is_file())
-
-    def table(self, name: str) -> pd.DataFrame:
-        """``<name>.csv`` as a DataFrame; ResultsError if the folder has no such table."""
-        if name not in self._cache:
-            path = self.path / f"{name}.csv"
-            if name not in (*RUN_TABLES, *SWEEP_TABLES) or not path.is_file():
-                have = ", ".join(self.table_names) or "none"
-                raise ResultsError(f"{path}: no such table in this folder (it has: {have})")
-            self._cache[name] = read_table(path)
-        return self._cache[name]
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """One row per protocol (summary.csv); a sweep's rows (sweep.csv) for a sweep."""
-        return self.table("sweep" if self.kind == "sweep" else "summary")
-
-    @property
-    def messages(self) -> pd.DataFrame:
-        """One row per message and protocol: send and receive times, delays."""
-        return self.table("messages")
-
-    @property
-    def report_path(self) -> Path | None:
-        """The folder's HTML page, if it was written."""
-        page = self.path / REPORT_PAGES[self.kind]
-        return page if page.is_file() else None
-
-    def pcap(self, protocol: str, role: str) -> Path:
-        """The capture of ``protocol`` at ``role`` ("client" or "server")."""
-        return pcap_path(self.path, protocol, role)
-
-    def runs(self) -> list[Run]:
-        """A sweep's cells, each a Run (empty for a run)."""
-        cells = self.path / "runs"
-        if self.kind != "sweep" or not cells.is_dir():
-            return []
-        return [load_run(p) for p in sorted(cells.iterdir()) if (p / "meta.json").is_file()]
-
-
-def load_run(path: str | os.PathLike[str]) -> Run:
-    """Read a results folder (a run or a sweep): meta.json checked, tables on demand.
-
-    Refuses a folder of a newer format version than this lab understands. An incomplete
-    run loads too (``run.complete`` says so, ``run.meta["incomplete_reason"]`` why).
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ResultsError(f"{folder}: no such results folder")
-    return Run(folder, read_meta(folder))

@@ -5,8 +5,7 @@
 The capture runs in a child process (:class:`~lab.capture.sniffer.Sniffer`), which
 reports packet / byte counts per protocol and per flow every refresh; the terminal
 shows them with rich.live. Ctrl-C, ``-c`` or ``-t`` ends it; the pcap is always left
-complete. When stdout is not a terminal only the final summary is printed. Runnable
-on its own as ``python -m lab.capture.live``.
+complete. When stdout is not a terminal only the final summary is printed.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -29,7 +28,8 @@ from rich.text import Text
 from lab.capture import _linux
 from lab.capture.flows import LiveCounters
 from lab.capture.sniffer import MAX_SNAPLEN, CaptureStats, Sniffer
-from lab.errors import CaptureError, LabError, PrivilegeError
+from lab.cli._common import Commands
+from lab.errors import CaptureError, PrivilegeError
 from lab.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
 PRIVILEGE_MESSAGE = "lab sniff needs root or CAP_NET_RAW: run it as `sudo .venv/bin/lab sniff ...`"
@@ -64,6 +64,17 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, not {text!r}")
     return value
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "sniff",
+        help="capture live traffic on an interface (root), with a live summary",
+        description="Capture packets on IFACE with a RAW AF_PACKET socket (root or CAP_NET_RAW);"
+        " a live summary per protocol and flow.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,21 +258,3 @@ def _final_summary(
             style="bold red",
             soft_wrap=True,
         )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m lab.capture.live -i IFACE ...``."""
-    parser = argparse.ArgumentParser(
-        prog="lab sniff", description="Capture packets with a live summary."
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

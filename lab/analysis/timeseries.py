@@ -1,0 +1,132 @@
+"""What happened over time: per protocol and interval, delivery, throughput, loss and delay.
+
+The summary gives one number per protocol; a flent-style time series shows when
+things happened (a loss burst, a queue filling, TCP recovering). Intervals are
+counted from the protocol's first send (each protocol of a run has its own clock
+origin, since they run one after the other), ``interval_ms`` wide (default 100).
+
+Per interval:
+
+* ``sent``: messages whose send time falls in it; ``lost`` those of them that never
+  arrived (the loss is charged to when the message left, as iperf3 and flent do);
+* ``delivered``, ``bytes_delivered``, ``throughput_bps`` (goodput: message bytes,
+  headers excluded), ``owd_p50_ms``, ``owd_p99_ms``, ``out_of_order``: over the
+  messages whose first copy *arrived* in it (delay is seen when it is measured;
+  out of order per RFC 4737 §3.3 over the whole stream's arrival order).
+
+The last interval ends at the protocol's last event, so its throughput is over the
+time it really spans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lab import metrics
+
+__all__ = ["DEFAULT_INTERVAL_MS", "TIMESERIES_COLUMNS", "timeseries"]
+
+DEFAULT_INTERVAL_MS = 100.0
+
+TIMESERIES_COLUMNS = (
+    "protocol",
+    "interval",
+    "t_start_s",
+    "t_end_s",
+    "sent",
+    "lost",
+    "delivered",
+    "bytes_delivered",
+    "throughput_bps",
+    "owd_p50_ms",
+    "owd_p99_ms",
+    "out_of_order",
+)
+
+
+def timeseries(messages: pd.DataFrame, interval_ms: float = DEFAULT_INTERVAL_MS) -> pd.DataFrame:
+    """One row per protocol and interval, from the first send to the last event.
+
+    Intervals with nothing in them are kept (a stall is information): their counts
+    are 0 and their delays NaN.
+    """
+    if interval_ms <= 0:
+        raise ValueError(f"interval_ms must be > 0, not {interval_ms}")
+    parts = [
+        _one_protocol(str(protocol), messages.loc[messages["protocol"] == protocol], interval_ms)
+        for protocol in pd.unique(messages["protocol"])
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=list(TIMESERIES_COLUMNS))
+    return pd.concat(parts, ignore_index=True)[list(TIMESERIES_COLUMNS)]
+
+
+def _one_protocol(protocol: str, df: pd.DataFrame, interval_ms: float) -> pd.DataFrame:
+    t_send = df["t_send_ns"].astype("Int64")
+    sent_mask = t_send.notna() & (t_send >= 0)
+    if not sent_mask.any():
+        return pd.DataFrame(columns=list(TIMESERIES_COLUMNS))
+    width_ns = interval_ms * 1e6
+    origin = int(t_send[sent_mask].min())
+    t_recv = df["t_recv_ns"].astype("Int64")
+    arrived = t_recv.notna().to_numpy(dtype=bool) & sent_mask.to_numpy(dtype=bool)
+    send_ns = t_send.to_numpy(dtype=np.int64, na_value=origin)
+    recv_ns = t_recv.to_numpy(dtype=np.int64, na_value=origin)
+    sent_rows = sent_mask.to_numpy(dtype=bool)
+    last_recv = int(recv_ns[arrived].max()) if arrived.any() else origin
+    last = max(int(send_ns[sent_rows].max()), last_recv)
+    intervals = int((last - origin) // width_ns) + 1
+    send_bin = ((send_ns - origin) // width_ns).astype(np.int64)
+    recv_bin = ((recv_ns - origin) // width_ns).astype(np.int64)
+
+    sent = np.bincount(send_bin[sent_rows], minlength=intervals)
+    lost = np.bincount(send_bin[sent_rows & ~arrived], minlength=intervals)
+    delivered = np.bincount(recv_bin[arrived], minlength=intervals)
+    sizes = df["size"].to_numpy(dtype=np.int64)
+    delivered_bytes = np.bincount(recv_bin[arrived], weights=sizes[arrived], minlength=intervals)
+
+    owd_ms = (recv_ns[arrived] - send_ns[arrived]) / 1e6
+    bins = recv_bin[arrived]
+    frame = pd.DataFrame({"bin": bins, "owd_ms": owd_ms})
+    grouped = frame.groupby("bin")["owd_ms"]
+    p50 = grouped.quantile(0.5).reindex(range(intervals))
+    p99 = grouped.quantile(0.99).reindex(range(intervals))
+
+    out_of_order = np.zeros(intervals, dtype=np.int64)
+    if arrived.any():
+        order = _arrival_order(df.loc[arrived])
+        seqs = df["seq"].to_numpy(dtype=np.int64)[arrived][order]
+        flags = metrics.reordered(seqs)
+        out_of_order = np.bincount(bins[order][flags], minlength=intervals)
+
+    start_s = np.arange(intervals) * interval_ms / 1e3
+    end_s = start_s + interval_ms / 1e3
+    end_s[-1] = max((last - origin) / 1e9, start_s[-1] + 1e-9)  # the last one ends with the run
+    return pd.DataFrame(
+        {
+            "protocol": protocol,
+            "interval": np.arange(intervals, dtype=np.int64),
+            "t_start_s": start_s,
+            "t_end_s": end_s,
+            "sent": sent.astype(np.int64),
+            "lost": lost.astype(np.int64),
+            "delivered": delivered.astype(np.int64),
+            "bytes_delivered": delivered_bytes.astype(np.int64),
+            "throughput_bps": delivered_bytes * 8 / (end_s - start_s),
+            "owd_p50_ms": p50.to_numpy(dtype=np.float64),
+            "owd_p99_ms": p99.to_numpy(dtype=np.float64),
+            "out_of_order": out_of_order.astype(np.int64),
+        }
+    )
+
+
+def _arrival_order(arrived: pd.DataFrame) -> np.ndarray:
+    """Positions of the arrived rows in arrival order (``arrival_index``, else receive time)."""
+    index = arrived["arrival_index"].astype("Int64") if "arrival_index" in arrived else None
+    if index is not None and bool(index.notna().all()):
+        return np.argsort(index.to_numpy(dtype=np.int64), kind="stable")
+    recv = arrived["t_recv_ns"].astype("Int64").to_numpy(dtype=np.int64)
+    seq = arrived["seq"].to_numpy(dtype=np.int64)
+    return np.lexsort((seq, recv))

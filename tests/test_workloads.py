@@ -1,0 +1,242 @@
+"""Workloads as people run them with iperf3: bulk transfer, and the sender's TCP_INFO.
+
+Unit tests need no root; the integration tests run real TCP through the lab's testbed
+and hold the lab's figures against iperf3's and against the kernel's own counters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.errors import ScenarioError
+from lab.exchanges._endpoint import paced
+from lab.exchanges._tcpinfo import parse_tcp_info, sample_row
+from lab.scenario import MAX_MESSAGES, load_scenario
+from tests.conftest import PROJECT_ROOT, write_scenario
+
+LAB = [sys.executable, "-m", "lab"]
+
+
+# --- the scenario -----------------------------------------------------------------------------
+
+
+def test_bulk_sends_for_a_duration_capped_by_count(tmp_path: Path) -> None:
+    path = write_scenario(
+        tmp_path,
+        'name = "b"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nduration_s = 2.5\n',
+    )
+    workload = load_scenario(path).workload
+    assert workload.bulk and workload.count == MAX_MESSAGES
+    assert workload.send_duration_s == 2.5 and math.isinf(workload.messages_per_second)
+
+
+def test_udp_bulk_paced_at_rate_stops_at_whichever_comes_first(tmp_path: Path) -> None:
+    text = 'name = "b"\n[workload]\npattern = "bulk"\nduration_s = 5\nrate = 100\ncount = 200\n'
+    workload = load_scenario(write_scenario(tmp_path, text)).workload
+    assert workload.send_duration_s == 2.0  # 200 messages at 100/s before 5 s are up
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'name = "b"\nprotocols = ["tcp", "udp"]\n[workload]\npattern = "bulk"\n',
+            "workload.rate: bulk over udp needs a target rate",
+        ),
+        (
+            'name = "b"\n[workload]\nduration_s = 2\n',
+            'workload.duration_s: only for pattern = "bulk"',
+        ),
+        (
+            'name = "b"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nduration_s = 0\n',
+            "workload.duration_s:",
+        ),
+        ('name = "b"\n[analysis]\ninterval_ms = 1\n', "analysis.interval_ms:"),
+    ],
+)
+def test_bad_bulk_settings_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = write_scenario(tmp_path, text)
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(path)
+    assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
+
+
+def test_paced_stops_when_the_duration_is_up() -> None:
+    started = time.perf_counter()
+    sent = list(paced(10_000, 200.0, 0.1))
+    elapsed = time.perf_counter() - started
+    assert len(sent) == 20  # 200/s for 0.1 s: seq 0..19, not 21
+    assert elapsed < 0.5
+    assert len(list(paced(5, math.inf, 10.0))) == 5  # unpaced: count caps it
+
+
+# --- TCP_INFO ------------------------------------------------------------------------------
+
+
+def _tcp_info(**fields: int) -> bytes:
+    raw = bytearray(232)
+    offsets = {"ca_state": ("B", 1), "snd_mss": ("I", 16), "unacked": ("I", 24)}
+    offsets |= {"sacked": ("I", 28), "lost": ("I", 32), "retrans": ("I", 36)}
+    offsets |= {"rtt_us": ("I", 68), "snd_ssthresh": ("I", 76), "snd_cwnd": ("I", 80)}
+    offsets |= {"delivery_rate": ("Q", 160)}
+    for name, value in fields.items():
+        fmt, offset = offsets[name]
+        struct.pack_into("=" + fmt, raw, offset, value)
+    return bytes(raw)
+
+
+def test_tcp_info_fields_and_pipe() -> None:
+    raw = _tcp_info(
+        ca_state=3, snd_mss=1448, unacked=40, sacked=5, lost=3, retrans=2, rtt_us=20500,
+        snd_ssthresh=0x7FFFFFFF, snd_cwnd=24, delivery_rate=1_250_000,
+    )  # fmt: skip
+    row = sample_row(7, parse_tcp_info(raw), "cubic")
+    assert row["in_flight_segments"] == 40 - (5 + 3) + 2  # RFC 6675 pipe, as the kernel
+    assert row["cwnd_bytes"] == 24 * 1448 and row["srtt_ms"] == 20.5
+    assert row["ssthresh_segments"] is None  # "infinite" before the first loss
+    assert row["ca_state"] == "recovery" and row["delivery_rate_bps"] == 10_000_000
+
+
+def test_a_short_tcp_info_leaves_newer_fields_missing() -> None:
+    info = parse_tcp_info(_tcp_info(snd_cwnd=10)[:104])  # a kernel older than 4.x
+    assert info["snd_cwnd"] == 10 and info["delivery_rate"] == -1
+    assert sample_row(0, info, "reno")["delivery_rate_bps"] is None
+
+
+# --- real runs ------------------------------------------------------------------------------
+
+
+def _lab_run(scenario: Path, results: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [*LAB, "run", str(scenario), "--results", str(results), "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document: dict[str, object] = json.loads(done.stdout)
+    return document
+
+
+@pytest.mark.requires_root
+def test_tcp_bulk_goodput_matches_iperf3_on_the_same_testbed(
+    tmp_path: Path, no_leftover_namespaces: None
+) -> None:
+    """A 20 Mbit/s lossless bottleneck: the lab's TCP goodput within 10 % of iperf3's."""
+    from lab import load_run
+
+    scenario = write_scenario(
+        tmp_path,
+        'name = "bulk20"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nsize = 1400\n'
+        "duration_s = 3.0\n[impairment]\ndelay_ms = 5\nrate_bps = 20000000\n",
+    )
+    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    ours = float(run.summary.set_index("protocol").loc["tcp", "goodput_bps"])
+    theirs = _iperf3_goodput(scenario)
+    assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs)
+    # both are bounded by the link: 20 Mbit/s of IP packets, 1448 of 1500 bytes payload
+    assert ours <= 20e6 * 1448 / 1500 * 1.02, ours
+
+    # the kernel's own count of bytes the receiver acknowledged covers every message
+    info = run.table("tcp_info")
+    delivered = int(run.messages.query("protocol == 'tcp'")["size"].sum())
+    # the SYN and the FIN take one sequence number each (RFC 9293 §3.4)
+    assert int(info["bytes_acked"].max()) == delivered + 2
+    assert (info["cwnd_segments"] > 0).all() and info["t_ns"].is_monotonic_increasing
+    series = run.table("timeseries")
+    assert int(series["bytes_delivered"].sum()) == delivered
+
+
+def _iperf3_goodput(scenario: Path) -> float:
+    """iperf3 -c server -t 3 through `lab testbed up` of the same scenario: receiver bit/s."""
+    up = subprocess.run(
+        [*LAB, "testbed", "up", str(scenario)], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    exec_ = [*LAB, "exec", "--id", run_id]
+    server = subprocess.Popen(
+        [*exec_, "server", "--", "timeout", "30", "iperf3", "-s", "-1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)
+        client = subprocess.run(
+            [*exec_, "client", "--", "timeout", "25", "iperf3", "-c", "server", "-t", "3", "-J"],
+            capture_output=True,
+            text=True,
+            timeout=40,
+            check=True,
+        )
+        report = json.loads(client.stdout)
+    finally:
+        server.kill()
+        server.wait()
+        subprocess.run([*LAB, "testbed", "down", run_id], capture_output=True, check=False)
+    return float(report["end"]["sum_received"]["bits_per_second"])
+
+
+@pytest.mark.requires_root
+def test_udp_bulk_sends_at_its_rate_for_its_duration(
+    tmp_path: Path, no_leftover_namespaces: None
+) -> None:
+    from lab import load_run
+
+    scenario = write_scenario(
+        tmp_path,
+        'name = "ubulk"\nprotocols = ["udp"]\n[workload]\npattern = "bulk"\nsize = 1000\n'
+        "duration_s = 1.5\nrate = 2000\n[impairment]\ndelay_ms = 2\n",
+    )
+    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    udp = run.messages.query("protocol == 'udp'")
+    assert len(udp) == 3000  # 2000/s for 1.5 s, not one more
+    span_s = (int(udp["t_send_ns"].max()) - int(udp["t_send_ns"].min())) / 1e9
+    assert 1.45 <= span_s <= 1.6, span_s
+    assert not run.has_table("tcp_info")
+
+
+@pytest.mark.requires_root
+@pytest.mark.parametrize("queue_limit", [100, 10])
+def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
+    tmp_path: Path, queue_limit: int, no_leftover_namespaces: None
+) -> None:
+    """bufferbloat: a UDP load at twice the bottleneck keeps its queue full; the probe's
+    round trip grows by the queue's drain time (±20 %).
+
+    The drain time is that of the packets ahead of an accepted probe: queue_limit counts
+    every packet accepted and not yet gone, as netem's limit does, so the ~delay/serialization
+    packets already serialized and only waiting out the delay take places too, and a probe
+    gets in only when a place is free (queue_limit - 1 ahead of it at most).
+    """
+    from lab import load_run
+
+    rate_bps, size = 2_000_000, 1400
+    scenario = write_scenario(
+        tmp_path,
+        f'name = "bloat"\nprotocols = ["udp"]\n[workload]\npattern = "latency_under_load"\n'
+        f"size = {size}\nduration_s = 5.0\nrate = 360\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
+        f"[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\nqueue_limit = {queue_limit}\n",
+    )
+    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    row = run.summary.set_index("protocol").loc["udp"]
+    serialization_ms = (size + 28) * 8 / rate_bps * 1e3  # IP + UDP headers
+    in_delay = 10 / serialization_ms  # serialized, waiting out the 10 ms delay
+    drain_ms = (queue_limit - 1 - in_delay) * serialization_ms
+    added_ms = float(row["probe_rtt_load_ms"]) - float(row["probe_rtt_idle_ms"])
+    assert abs(added_ms - drain_ms) <= 0.2 * drain_ms, (added_ms, drain_ms)
+    assert float(row["probe_rtt_idle_ms"]) == pytest.approx(20.0, abs=5.0)  # 10 ms each way
+    assert float(row["probe_rtt_after_ms"]) == pytest.approx(20.0, abs=5.0)  # the queue drained
+    probes = run.table("probe")
+    assert set(probes["phase"]) == {"idle", "load", "after"}
+    assert set(probes["probe"]) == {"udp", "tcp"}
