@@ -15,12 +15,8 @@ import pandas as pd
 import pytest
 
 from lab._protocols import IPPROTO_LAB_RAW
-from lab.analysis.impairment import (
-    datagram_losses_explained,
-    impairment_by_protocol,
-    packets_of_exchange,
-    udp_losses_explained,
-)
+from lab.analysis import join
+from lab.analysis.impairment import impairment_by_protocol, packets_of_exchange
 from lab.exchanges._endpoint import EndpointSettings
 from lab.exchanges._framing import MessageBuilder, filler
 from lab.exchanges.raw import (
@@ -201,7 +197,13 @@ def ground_truth_table() -> pd.DataFrame:
         rows,
         columns=["ip_proto", "src_port", "dst_port", "direction", "lab_seq", "fate", "corrupted"],
     )
+    t_in = [1_000_000 * i + 100 for i in range(len(frame))]
     return frame.assign(
+        t_in_ns=pd.array(t_in, dtype="Int64"),
+        t_out_ns=pd.array([None] * len(frame), dtype="Int64"),
+        scheduled_ns=pd.array([None] * len(frame), dtype="Int64"),
+        ip_id=pd.array(range(len(frame)), dtype="Int64"),
+        size=100,
         src_port=frame["src_port"].astype("Int64"),
         dst_port=frame["dst_port"].astype("Int64"),
         lab_seq=frame["lab_seq"].astype("Int64"),
@@ -218,8 +220,24 @@ def messages_table() -> pd.DataFrame:
             "protocol": ["raw"] * 5 + ["udp"] * 3,
             "seq": [0, 1, 2, 3, 4, 0, 1, 2],
             "copies": [1, 0, 0, 0, 0, 1, 1, 0],
+            "t_send_ns": [1_000_000 * i for i in range(8)],
         }
     )
+
+
+def lost_explained(
+    messages: pd.DataFrame, ground_truth: pd.DataFrame, protocol: str, ports: tuple[int, int]
+) -> pd.DataFrame:
+    """The explained.csv rows of ``protocol``'s lost messages (the runner's one join)."""
+    rows = join.explain_udp_losses(
+        messages,
+        ground_truth,
+        *ports,
+        client_packets=None,
+        server_packets=None,
+        protocol=protocol,
+    )
+    return rows.loc[rows["kind"] == "lost"].reset_index(drop=True)
 
 
 def test_packets_of_raw_ignore_ports() -> None:
@@ -229,19 +247,17 @@ def test_packets_of_raw_ignore_ports() -> None:
 
 
 def test_raw_losses_are_explained_by_drops_and_corruption() -> None:
-    explained = datagram_losses_explained(messages_table(), ground_truth_table(), 0, "raw")
+    explained = lost_explained(messages_table(), ground_truth_table(), "raw", (0, 0))
     assert list(explained["seq"]) == [1, 2, 3, 4]
     assert list(explained["cause"][:3]) == ["dropped-loss", "corrupted", "dropped-queue"]
+    assert list(explained["blame"][:3]) == ["impairment"] * 3
     assert list(explained["explained"]) == [True, True, True, False], "seq 4 never reached it"
 
 
-def test_the_udp_name_still_works() -> None:
-    old = udp_losses_explained(messages_table(), ground_truth_table(), 50001)
-    assert list(old["seq"]) == [2] and old["explained"].all()
-    raw = udp_losses_explained(messages_table(), ground_truth_table(), 0, "raw")
-    assert len(raw) == 4
-    with pytest.raises(ValueError, match="not a datagram protocol"):
-        datagram_losses_explained(messages_table(), ground_truth_table(), 50000, "tcp")
+def test_udp_losses_are_told_apart_from_raw_by_their_ports() -> None:
+    udp = lost_explained(messages_table(), ground_truth_table(), "udp", (49152, 50001))
+    assert list(udp["seq"]) == [2] and udp["explained"].all()
+    assert list(udp["cause"]) == ["dropped-loss"]
 
 
 def test_impairment_by_protocol_has_a_raw_row_per_direction() -> None:
@@ -373,8 +389,9 @@ def test_raw_random_loss_is_binomial_and_every_loss_is_an_engine_drop(tmp_path: 
     dropped = set(truth.loc[truth["fate"] == "dropped-loss", "lab_seq"].astype(int))
     raw = _raw_messages(outcome)
     assert dropped == set(raw.loc[raw["copies"] == 0, "seq"])
-    ground_truth = _ground_truth_frame(outcome)
-    explained = datagram_losses_explained(outcome.messages, ground_truth, 0, "raw")
+    explained = (
+        load_run(outcome.path).table("explained").query("protocol == 'raw' and kind == 'lost'")
+    )
     assert len(explained) == lost and explained["explained"].all()
     assert (explained["cause"] == "dropped-loss").all()
 
@@ -400,8 +417,8 @@ def test_raw_checksum_catches_corruption_the_kernel_lets_through(tmp_path: Path)
     assert exchanges.loc["raw", "server.App.RawChecksumErrors"] == len(corrupted)
     assert exchanges.loc["raw", "server.App.RawForeignPackets"] == 0
     assert exchanges.loc["raw", "server.Raw.Drops"] == 0
-    ground_truth = _ground_truth_frame(outcome)
-    explained = datagram_losses_explained(outcome.messages, ground_truth, 0, "raw")
+    explained = run.table("explained").query("protocol == 'raw' and kind == 'lost'")
+    assert len(explained) == len(corrupted)
     assert explained["explained"].all() and (explained["cause"] == "corrupted").all()
     assert int(summary_row(outcome, "udp")["lost"]) > 0, "UDP's kernel checksum discards them too"
 
@@ -429,9 +446,3 @@ def test_raw_echo_checks_both_directions(tmp_path: Path) -> None:
     assert exchanges.loc["raw", "client.App.RawForeignPackets"] == 0, (
         "the client's socket never sees its own outgoing packets"
     )
-
-
-def _ground_truth_frame(outcome: RunOutcome) -> pd.DataFrame:
-    """impairment.csv typed like the runner's in-memory ground truth."""
-    truth = load_run(outcome.path).table("impairment")
-    return truth.astype({"lab_seq": "Int64", "src_port": "Int64", "dst_port": "Int64"})

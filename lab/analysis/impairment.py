@@ -48,36 +48,3 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
                 }
             )
     return pd.DataFrame(rows)
-
-
-def datagram_losses_explained(
-    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int, protocol: str = "udp"
-) -> pd.DataFrame:
-    """Every message of ``protocol`` (udp or raw) lost, with the engine decision behind it.
-
-    A message is explained when the engine dropped its packet (loss or queue) or
-    corrupted it: the receiver's checksum then discards it (the kernel's for UDP, the
-    lab's own CRC for RAW, whose payload the kernel does not check).
-    """
-    if protocol not in DATAGRAM_PROTOCOLS:
-        raise ValueError(f"{protocol!r} is not a datagram protocol {DATAGRAM_PROTOCOLS}")
-    lost = messages.loc[(messages["protocol"] == protocol) & (messages["copies"] == 0), ["seq"]]
-    packets = packets_of_exchange(ground_truth, protocol, server_port)
-    to_server = packets.loc[
-        (packets["direction"] == "client_to_server") & packets["lab_seq"].notna()
-    ]
-    fates = to_server.assign(
-        cause=to_server["fate"].astype(str).where(to_server["fate"] != "forwarded", "corrupted")
-    )
-    fates = fates.loc[(fates["fate"] != "forwarded") | fates["corrupted"], ["lab_seq", "cause"]]
-    fates = fates.drop_duplicates("lab_seq").astype({"lab_seq": "int64"})
-    joined = lost.merge(fates, left_on="seq", right_on="lab_seq", how="left")
-    joined["explained"] = joined["cause"].notna()
-    return joined[["seq", "cause", "explained"]]
-
-
-def udp_losses_explained(
-    messages: pd.DataFrame, ground_truth: pd.DataFrame, server_port: int, protocol: str = "udp"
-) -> pd.DataFrame:
-    """:func:`datagram_losses_explained`, under the name it had when UDP was the only one."""
-    return datagram_losses_explained(messages, ground_truth, server_port, protocol)
