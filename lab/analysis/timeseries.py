@@ -14,8 +14,9 @@ Per interval:
   messages whose first copy *arrived* in it (delay is seen when it is measured;
   out of order per RFC 4737 §3.3 over the whole stream's arrival order).
 
-The last interval ends at the protocol's last event, so its throughput is over the
-time it really spans.
+Every interval is as wide as the others, the last one too (the protocol's last event
+falls inside it): a rate over a sliver of time at the end would magnify the receiver's
+reading in bursts into a rate the link never carried.
 """
 
 from __future__ import annotations
@@ -103,7 +104,6 @@ def _one_protocol(protocol: str, df: pd.DataFrame, interval_ms: float) -> pd.Dat
 
     start_s = np.arange(intervals) * interval_ms / 1e3
     end_s = start_s + interval_ms / 1e3
-    end_s[-1] = max((last - origin) / 1e9, start_s[-1] + 1e-9)  # the last one ends with the run
     return pd.DataFrame(
         {
             "protocol": protocol,

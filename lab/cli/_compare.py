@@ -26,7 +26,7 @@ def register(commands: Commands) -> None:
     compare.add_argument(
         "--output",
         help="CSV to write (default: ./compare-<RUN_A name>-<RUN_B name>.csv; "
-        "never inside either run's folder)",
+        "never inside either run's folder); the page goes beside it, as .html",
     )
     compare.add_argument(
         "--allow-incomplete", action="store_true", help="compare runs that did not finish"
@@ -49,6 +49,7 @@ def _fmt(value: object, *, signed: bool = False) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``lab compare RUN_A RUN_B``: B - A per protocol and summary column, table and CSV."""
+    from lab.report.compare_page import render_compare
     from lab.report.listing import compare_runs, setting_differences
 
     run_a, run_b = Path(args.run_a), Path(args.run_b)
@@ -62,12 +63,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         diff.to_csv(output, index=False)
     except OSError as error:
         raise ResultsError(f"{output}: cannot write: {error.strerror or error}") from None
+    page = render_compare(run_a, run_b, diff, output.with_suffix(".html"))
     err = Console(stderr=True, highlight=False)
     for difference in setting_differences(run_a, run_b):  # B - A then mixes causes
         err.print(visible(f"lab compare: the runs differ in {difference}"), markup=False)
     if args.json:
         rows = [{str(k): v for k, v in r.items()} for r in diff.to_dict(orient="records")]
-        print_json({"a": str(run_a), "b": str(run_b), "csv": str(output), "rows": rows})
+        print_json(
+            {"a": str(run_a), "b": str(run_b), "csv": str(output), "page": str(page), "rows": rows}
+        )
         return 0
     table = Table(
         title=markup_safe(f"B - A   A = {run_a.resolve().name}   B = {run_b.resolve().name}"),
@@ -99,4 +103,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console = wide_console()
     console.print(table)
     console.print(f"written: [bold]{markup_safe(str(output))}[/bold]", highlight=False)
+    console.print(f"page: [bold]{markup_safe(str(page))}[/bold]", highlight=False)
     return 0
