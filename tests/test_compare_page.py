@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from lab.analysis.timeseries import timeseries
 from lab.cli import build_parser
+from lab.results import load_run
 from tests.test_report import make_run
 
 
@@ -23,8 +23,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def with_timeseries(folder: Path) -> Path:
-    messages = pd.read_csv(folder / "messages.csv")  # a hand-made folder: its own file
-    timeseries(messages, 50).to_csv(folder / "timeseries.csv", index=False)
+    timeseries(load_run(folder).messages, 50).to_csv(folder / "timeseries.csv", index=False)
     return folder
 
 
@@ -53,7 +52,7 @@ def test_the_page_overlays_both_runs_per_protocol(
     assert page == Path("d.html") and page.is_file()
     goodput, delay = plotted(page.read_text())[:2]
     assert {str(t["name"]) for t in goodput} == {"TCP A", "TCP B", "UDP A", "UDP B"}
-    series = pd.read_csv(b / "timeseries.csv")
+    series = load_run(b).table("timeseries")
     udp_b = series.loc[series["protocol"] == "udp"]
     drawn = {str(t["name"]): t for t in goodput}["UDP B"]
     assert drawn["y"] == pytest.approx(list(udp_b["throughput_bps"] / 1e6))
