@@ -205,6 +205,12 @@ def print_summary(summary: object, title: str) -> None:
             ("send_rate_bps", "sent Mbit/s", "{:.3f}"),
             ("backlog_p99_ms", "send backlog p99 ms", "{:.3f}"),
         ]
+    if "probe_rtt_load_ms" in summary:  # latency under load: the probe beside each load
+        columns += [
+            ("probe_rtt_idle_ms", "probe RTT idle ms", "{:.1f}"),
+            ("probe_rtt_load_ms", "probe RTT load ms", "{:.1f}"),
+            ("probe_rtt_load_p99_ms", "load p99 ms", "{:.1f}"),
+        ]
     if "tcp_retransmissions" in summary:
         columns.append(("tcp_retransmissions", "TCP retrans", "{:d}"))
     if "hol_blocked" in summary:
