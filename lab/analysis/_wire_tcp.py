@@ -49,6 +49,8 @@ TCP_SEGMENT_COLUMNS = (
     "spurious",
     "dup_ack",
     "out_of_order",
+    "window_bytes",
+    "sack",
 )
 TCP_STATS_COLUMNS = (
     "client_port",
@@ -91,6 +93,9 @@ HOL_COLUMNS = (
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+
+#: RFC 7323 §2.3: a window-scale shift above 14 is used as 14.
+MAX_WINDOW_SHIFT = 14
 
 
 @dataclass(frozen=True)
@@ -233,8 +238,12 @@ def analyze_tcp_frames(
     cl2["spurious"] = _receiver_verdict(cl_send, sv_from, ~sv_send, sv2["spurious"], cl2)
     sv2["spurious"] = _receiver_verdict(sv_send, cl_from, ~cl_send, cl2["spurious"], sv2)
 
+    shifts = window_shifts(pd.concat([cl, sv], ignore_index=True))
     segments = pd.concat(
-        [_segment_table(cl2, "client", client_port), _segment_table(sv2, "server", client_port)],
+        [
+            _segment_table(cl2, "client", client_port, shifts),
+            _segment_table(sv2, "server", client_port, shifts),
+        ],
         ignore_index=True,
     )
     rtt = pd.concat(
@@ -286,7 +295,74 @@ def _receiver_verdict(
     return verdict
 
 
-def _segment_table(seg: pd.DataFrame, side: str, client_port: int) -> pd.DataFrame:
+def window_shifts(seg: pd.DataFrame) -> dict[int, int] | None:
+    """The window-scale shift of each direction (0: client -> server), or None if unknown.
+
+    RFC 7323 §2.2: scaling is in effect only when both SYNs carried the option; each
+    side then shifts the windows it advertises by the count it announced in its own
+    SYN (at most 14, §2.3). Unknown when a SYN is missing from the captures or they
+    were read without TCP options (``read_pcap(tcp_options=False)``).
+    """
+    if "tcp_wscale" not in seg or seg.empty:
+        return None
+    flags = seg["tcp_flags"].to_numpy(dtype=np.int64, na_value=0)
+    syn = seg.loc[(flags & _tcp.SYN) > 0]
+    announced: dict[int, int | None] = {}
+    for direction in (0, 1):
+        mine = syn.loc[syn["dir"] == direction, "tcp_wscale"]
+        if mine.empty:
+            return None
+        first = mine.iloc[0]
+        announced[direction] = None if pd.isna(first) else min(int(first), MAX_WINDOW_SHIFT)
+    if announced[0] is None or announced[1] is None:
+        return {0: 0, 1: 0}
+    return {0: announced[0], 1: announced[1]}
+
+
+def _window_bytes(seg: pd.DataFrame, shifts: dict[int, int] | None) -> pd.arrays.IntegerArray:
+    """The advertised receive window in bytes: the field scaled by its sender's shift;
+    a SYN's window is never scaled (RFC 7323 §2.2). <NA> where the scale is unknown."""
+    window = seg["tcp_window"].to_numpy(dtype=np.int64, na_value=0)
+    flags = seg["tcp_flags"].to_numpy(dtype=np.int64, na_value=0)
+    syn = (flags & _tcp.SYN) > 0
+    known = syn.copy()
+    shift = np.zeros(len(seg), dtype=np.int64)
+    if shifts is not None:
+        known[:] = True
+        direction = seg["dir"].to_numpy(dtype=np.int64)
+        shift = np.where(syn, 0, np.where(direction == 0, shifts[0], shifts[1]))
+    return pd.arrays.IntegerArray(window << shift, ~known)
+
+
+def _sack_text(seg: pd.DataFrame) -> npt.NDArray[np.object_]:
+    """SACK blocks (RFC 2018) as "left-right" pairs of relative sequence numbers, the
+    ACK's numbering (right edge exclusive), separated by spaces; <NA> where none."""
+    out = np.full(len(seg), pd.NA, dtype=object)
+    if "tcp_sack_blocks" not in seg:
+        return out
+    count = seg["tcp_sack_blocks"].to_numpy(dtype=np.int64, na_value=0)
+    ack = seg["ack"].to_numpy(dtype=np.float64)
+    rows = np.flatnonzero((count > 0) & ~np.isnan(ack))
+    if rows.size == 0:
+        return out
+    raw_ack = seg["tcp_ack"].to_numpy(dtype=np.int64, na_value=0)[rows]
+    base = ack[rows].astype(np.int64)
+    pairs: list[list[str]] = [[] for _ in rows]
+    for i in range(1, 5):
+        has = count[rows] >= i
+        left = seg[f"tcp_sack{i}_left"].to_numpy(dtype=np.int64, na_value=0)[rows]
+        right = seg[f"tcp_sack{i}_right"].to_numpy(dtype=np.int64, na_value=0)[rows]
+        rel_left = base + _tcp.signed32(left - raw_ack)
+        rel_right = base + _tcp.signed32(right - raw_ack)
+        for k in np.flatnonzero(has):
+            pairs[k].append(f"{rel_left[k]}-{rel_right[k]}")
+    out[rows] = [" ".join(p) for p in pairs]
+    return out
+
+
+def _segment_table(
+    seg: pd.DataFrame, side: str, client_port: int, shifts: dict[int, int] | None = None
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "client_port": np.full(len(seg), client_port, dtype=np.int64),
@@ -311,6 +387,8 @@ def _segment_table(seg: pd.DataFrame, side: str, client_port: int) -> pd.DataFra
                     "out_of_order",
                 )
             },
+            "window_bytes": _window_bytes(seg, shifts),
+            "sack": pd.array(_sack_text(seg), dtype="string"),
         },
         columns=list(TCP_SEGMENT_COLUMNS),
     )
@@ -464,8 +542,8 @@ def analyze_tcp(
     head-of-line blocking). Raises AnalysisError when a capture cannot be read or
     holds no segment of the connection.
     """
-    client = read_pcap(client_pcap).packets
-    server = read_pcap(server_pcap).packets
+    client = read_pcap(client_pcap, tcp_options=True).packets
+    server = read_pcap(server_pcap, tcp_options=True).packets
     return analyze_tcp_frames(
         client,
         server,

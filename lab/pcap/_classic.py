@@ -19,7 +19,9 @@ from lab.pcap._format import FILE_HEADER_SIZE, ClassicFormat
 from lab.pcap._gather import I64, u32
 
 
-def read(fh: BinaryIO, fmt: ClassicFormat, chunk_size: int) -> PcapFrame:
+def read(
+    fh: BinaryIO, fmt: ClassicFormat, chunk_size: int, *, tcp_options: bool = False
+) -> PcapFrame:
     """Walk and parse the records after the file header chunk by chunk; a record cut
     by a chunk end waits for the next chunk."""
     parts: list[Columns] = []
@@ -48,6 +50,7 @@ def read(fh: BinaryIO, fmt: ClassicFormat, chunk_size: int) -> PcapFrame:
                 first_frame=records,
                 fmt=fmt,
                 reasons=reasons,
+                tcp_options=tcp_options,
             )
             parts.append(part)
         records += n_done
@@ -74,6 +77,7 @@ def read(fh: BinaryIO, fmt: ClassicFormat, chunk_size: int) -> PcapFrame:
         reasons=reasons,
         truncated_tail=truncated_tail,
         garbage=garbage,
+        tcp_options=tcp_options,
     )
 
 
@@ -85,12 +89,13 @@ def _parse_chunk(
     first_frame: int,
     fmt: ClassicFormat,
     reasons: dict[str, int],
+    tcp_options: bool = False,
 ) -> Columns:
     """Columns of the complete records at ``offsets`` (see :func:`dissect`)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     pkt = offsets + fmt.rec_len  # first byte of each packet
     end = pkt + caplen.astype(np.int64)  # one past its last captured byte
-    rows, fields = dissect(buf, pkt, end, fmt.linktype, reasons)
+    rows, fields = dissect(buf, pkt, end, fmt.linktype, reasons, tcp_options=tcp_options)
     at = offsets[rows]
     ts_sec = u32(buf, at, fmt.order).astype(np.int64)
     ts_frac = u32(buf, at + 4, fmt.order).astype(np.int64)

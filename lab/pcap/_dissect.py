@@ -72,6 +72,10 @@ class PcapFrame:
     IPv6: see :meth:`address_strings`), ip_id, ip_len, proto, ttl, sport, dport,
     tcp_seq, tcp_ack, tcp_flags, tcp_window, udp_len, payload_len, lab_seq.
     Fields a packet does not have, or whose bytes were not captured, are <NA>.
+    Read with ``tcp_options=True``, TCP options too (:data:`TCP_OPTION_COLUMNS`):
+    tcp_wscale (the window-scale shift, RFC 7323 §2.3, where the option is present),
+    tcp_sack_blocks (0-4 SACK blocks, RFC 2018; <NA> off TCP) and the raw 32-bit
+    edges tcp_sack1_left, tcp_sack1_right .. tcp_sack4_right of the blocks present.
 
     ``linktype``, ``nanosecond`` (timestamps finer than a microsecond) and
     ``snaplen`` are the file header's; in a pcapng file, those of its first
@@ -120,6 +124,14 @@ def new_reasons(*, pcapng: bool = False) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- dissection
 
+#: The SACK blocks' edges, block by block: left (first byte) then right (one past).
+TCP_SACK_EDGES = tuple(f"tcp_sack{i}_{edge}" for i in range(1, 5) for edge in ("left", "right"))
+#: Columns added by ``tcp_options=True``.
+TCP_OPTION_COLUMNS = ("tcp_wscale", "tcp_sack_blocks", *TCP_SACK_EDGES)
+#: Option kinds (RFC 9293 §3.2, RFC 7323, RFC 2018) and the bytes TCP options may take.
+_OPT_EOL, _OPT_NOP, _OPT_WSCALE, _OPT_SACK = 0, 1, 3, 5
+_MAX_OPTION_BYTES = 40
+
 _NULLABLE = (
     "src",
     "dst",
@@ -133,11 +145,18 @@ _NULLABLE = (
     "udp_len",
     "payload_len",
     "lab_seq",
+    *TCP_OPTION_COLUMNS,
 )
 
 
 def dissect(
-    buf: U8, pkt: I64, end: I64, linktype: int | I64, reasons: dict[str, int]
+    buf: U8,
+    pkt: I64,
+    end: I64,
+    linktype: int | I64,
+    reasons: dict[str, int],
+    *,
+    tcp_options: bool = False,
 ) -> tuple[I64, Columns]:
     """Which packets give a row, and their IP and transport fields.
 
@@ -146,7 +165,7 @@ def dissect(
     ``pkt``) of the packets that are IP and the columns from ip_version on, for
     those rows only; nullable columns come with a ``<name>?`` validity mask and
     ``#``-prefixed entries carry the IPv6 addresses. Counts the others into
-    ``reasons`` ("non_ip", "bad_ip").
+    ``reasons`` ("non_ip", "bad_ip"). ``tcp_options`` adds :data:`TCP_OPTION_COLUMNS`.
     """
     l3, is_ip = link_layer(buf, pkt, end, linktype)
     reasons["non_ip"] += int(is_ip.size - is_ip.sum())
@@ -174,14 +193,16 @@ def dissect(
         "#src6": buf[l3_6[:, None] + np.arange(8, 24)],
         "#dst6": buf[l3_6[:, None] + np.arange(24, 40)],
     }
-    cols.update(_transport(buf, ip, end[rows]))
+    cols.update(_transport(buf, ip, end[rows], tcp_options=tcp_options))
     return rows, cols
 
 
-def empty_part() -> Columns:
+def empty_part(*, tcp_options: bool = False) -> Columns:
     """The columns of a chunk without packets (a file with none still has them all)."""
     none = np.empty(0, dtype=np.int64)
-    _rows, fields = dissect(np.empty(0, np.uint8), none, none, 0, new_reasons())
+    _rows, fields = dissect(
+        np.empty(0, np.uint8), none, none, 0, new_reasons(), tcp_options=tcp_options
+    )
     return {
         "frame": none,
         "ts_ns": none,
@@ -203,13 +224,14 @@ def assemble(
     garbage: int | None,
     untimed: int = 0,
     file_format: Literal["pcap", "pcapng"] = "pcap",
+    tcp_options: bool = False,
 ) -> PcapFrame:
     """Concatenate the chunks column by column, releasing each chunk's piece as it goes.
 
     Each part has frame, ts_ns, caplen and wirelen, then what :func:`dissect` gave.
     """
     if not parts:
-        parts = [empty_part()]
+        parts = [empty_part(tcp_options=tcp_options)]
     sizes = np.array([p["frame"].size for p in parts], dtype=np.int64)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     v6rows = np.concatenate([p.pop("#v6rows") + s for p, s in zip(parts, starts, strict=True)])
@@ -421,7 +443,7 @@ def _ipv6_extensions(buf: U8, l3: I64, end: I64, next_header: U8) -> tuple[U8, I
     return nxt, off, first
 
 
-def _transport(buf: U8, ip: _Ip, end: I64) -> Columns:
+def _transport(buf: U8, ip: _Ip, end: I64, *, tcp_options: bool = False) -> Columns:
     """TCP / UDP / lab-RAW fields; <NA> where absent or not captured."""
     l4, l4_end = ip.l4, ip.l4_end
     n = l4.size
@@ -461,7 +483,9 @@ def _transport(buf: U8, ip: _Ip, end: I64) -> Columns:
     lab_seq[has_seq] = u32(buf, start[has_seq])
 
     sport, dport = gather16(ports, 0), gather16(ports, 2)
+    options = _tcp_options(buf, l4, np.minimum(l4 + doff, end), tcp) if tcp_options else {}
     return {
+        **options,
         "sport": sport,
         "sport?": ports,
         "dport": dport,
@@ -481,3 +505,61 @@ def _transport(buf: U8, ip: _Ip, end: I64) -> Columns:
         "lab_seq": lab_seq,
         "lab_seq?": has_seq,
     }
+
+
+def _tcp_options(buf: U8, l4: I64, limit: I64, tcp: Mask) -> Columns:
+    """Window scale and SACK blocks from the TCP options (bytes 20 .. data offset).
+
+    The option list is walked for all packets at once, one option per step (RFC 9293
+    §3.2: kind 0 ends the list, kind 1 is one byte of padding, every other kind has a
+    length byte). A malformed or truncated option ends that packet's walk; the
+    options before it are kept.
+    """
+    n = l4.size
+    wscale = np.zeros(n, dtype=np.uint8)
+    has_wscale = np.zeros(n, dtype=np.bool_)
+    blocks = np.zeros(n, dtype=np.uint8)
+    edges = {name: np.zeros(n, dtype=np.uint32) for name in TCP_SACK_EDGES}
+    which = np.flatnonzero(tcp & (limit > l4 + 20))
+    pos = l4[which] + 20
+    stop = limit[which]
+    for _ in range(_MAX_OPTION_BYTES):
+        live = np.flatnonzero(pos < stop)
+        if live.size == 0:
+            break
+        at = pos[live]
+        kind = buf[at]
+        pad = kind == _OPT_NOP
+        pos[live[pad]] += 1
+        rest = (kind != _OPT_EOL) & ~pad
+        has_len = rest & (at + 1 < stop[live])
+        length = np.zeros(live.size, dtype=np.int64)
+        length[has_len] = buf[at[has_len] + 1]
+        good = has_len & (length >= 2) & (at + length <= stop[live])
+        pos[live[~pad & ~good]] = stop[live[~pad & ~good]]  # end of list, or malformed
+        rows = which[live]
+        scale = good & (kind == _OPT_WSCALE) & (length == 3)
+        wscale[rows[scale]] = buf[at[scale] + 2]
+        has_wscale[rows[scale]] = True
+        sack = good & (kind == _OPT_SACK) & (length >= 10) & ((length - 2) % 8 == 0)
+        count = np.where(sack, np.minimum((length - 2) // 8, 4), 0)
+        blocks[rows[sack]] = count[sack]
+        for i in range(4):
+            present = count > i
+            start = at[present] + 2 + 8 * i
+            edges[f"tcp_sack{i + 1}_left"][rows[present]] = u32(buf, start)
+            edges[f"tcp_sack{i + 1}_right"][rows[present]] = u32(buf, start + 4)
+        pos[live[good]] += length[good]
+    columns: Columns = {
+        "tcp_wscale": wscale,
+        "tcp_wscale?": has_wscale,
+        "tcp_sack_blocks": blocks,
+        "tcp_sack_blocks?": tcp,
+    }
+    for i in range(4):
+        present = tcp & (blocks > i)
+        for edge in ("left", "right"):
+            name = f"tcp_sack{i + 1}_{edge}"
+            columns[name] = edges[name]
+            columns[name + "?"] = present
+    return columns

@@ -102,7 +102,9 @@ class _Mark:
     described: int  # interfaces of the section described so far
 
 
-def read(fh: BinaryIO, head: bytes, path: Path, chunk_size: int) -> PcapFrame:
+def read(
+    fh: BinaryIO, head: bytes, path: Path, chunk_size: int, *, tcp_options: bool = False
+) -> PcapFrame:
     """Read a pcapng file whose first bytes ``head`` were already read from ``fh``."""
     data = head + fh.read(chunk_size)
     order = _byte_order(data, 0) if len(data) >= 12 else None
@@ -113,7 +115,7 @@ def read(fh: BinaryIO, head: bytes, path: Path, chunk_size: int) -> PcapFrame:
     _check_first_section(path, data)
 
     walker = _Walker()
-    reader = _Chunks(walker)
+    reader = _Chunks(walker, tcp_options=tcp_options)
     base = 0  # file offset of data[0]
     garbage: int | None = None
     truncated_tail = False
@@ -150,6 +152,7 @@ def read(fh: BinaryIO, head: bytes, path: Path, chunk_size: int) -> PcapFrame:
         garbage=garbage,
         untimed=reader.untimed,
         file_format="pcapng",
+        tcp_options=tcp_options,
     )
 
 
@@ -345,8 +348,9 @@ def _is_packet_block(tail: bytes, order: Order) -> bool:
 class _Chunks:
     """Turns the packet blocks of each chunk into table columns, keeping the counts."""
 
-    def __init__(self, walker: _Walker) -> None:
+    def __init__(self, walker: _Walker, *, tcp_options: bool = False) -> None:
         self.walker = walker
+        self.tcp_options = tcp_options
         self.parts: list[Columns] = []
         self.reasons = new_reasons(pcapng=True)
         self.records = 0
@@ -454,7 +458,14 @@ class _Chunks:
         self.reasons["bad_block"] += int(n - usable.sum())
         keep = np.flatnonzero(usable)
         pkt = start[keep]
-        rows, fields = dissect(words.bytes, pkt, pkt + caplen[keep], linktypes[keep], self.reasons)
+        rows, fields = dissect(
+            words.bytes,
+            pkt,
+            pkt + caplen[keep],
+            linktypes[keep],
+            self.reasons,
+            tcp_options=self.tcp_options,
+        )
         rows = keep[rows]
         self.parts.append(
             {

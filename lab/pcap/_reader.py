@@ -12,8 +12,12 @@ from lab.pcap._dissect import PcapFrame
 _CHUNK = 8 << 20
 
 
-def read_pcap(path: str | Path) -> PcapFrame:
+def read_pcap(path: str | Path, *, tcp_options: bool = False) -> PcapFrame:
     """Read a classic pcap or a pcapng file into a :class:`PcapFrame`.
+
+    ``tcp_options`` also reads the TCP options the TCP analysis draws (window scale,
+    SACK blocks: :data:`~lab.pcap._dissect.TCP_OPTION_COLUMNS`); off by default, as
+    they are nine more columns per packet.
 
     Raises AnalysisError for an unreadable file, an empty or short one, an unknown
     magic number or a pcapng file whose first section header cannot be read;
@@ -26,11 +30,11 @@ def read_pcap(path: str | Path) -> PcapFrame:
         with path.open("rb") as fh:
             head = fh.read(_format.FILE_HEADER_SIZE)
             if head[:4] == _pcapng.PCAPNG_MAGIC:
-                return _pcapng.read(fh, head, path, _CHUNK)
+                return _pcapng.read(fh, head, path, _CHUNK, tcp_options=tcp_options)
             fmt = _format.parse_header(head)
             if fmt is None:
                 raise AnalysisError(f"{path}: {_not_a_capture(head)}")
-            return _classic.read(fh, fmt, _CHUNK)
+            return _classic.read(fh, fmt, _CHUNK, tcp_options=tcp_options)
     except OSError as exc:
         raise AnalysisError(f"{path}: cannot read capture: {exc.strerror or exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from lab.report import _html as h
 from lab.report import _run_figures as figs
+from lab.report import _time_figures as series
 from lab.report import _wire_figures as wire
 from lab.report._data import RunData, as_float, is_file_safely, load_run
 from lab.results import write_file
@@ -47,6 +49,8 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("capture_drops", "capture drops", "{:.0f}"),
 )
 _NOT_AVAILABLE = "Not available for this run"
+#: For the tables newer runs write: an older run simply predates them.
+_NOT_WRITTEN = "Not available: this run has no {table} (runs made before it existed do not)"
 
 
 def render_report(
@@ -65,23 +69,34 @@ def render_report(
     return write_file(run.folder, REPORT_NAME, build_page(run))
 
 
-def build_page(run: RunData) -> str:
-    """The report's HTML (no file written): used by render_report and the tests."""
+def build_page(run: RunData, *, only: Collection[str] | None = None) -> str:
+    """The report's HTML (no file written): used by render_report and the tests.
+
+    ``only`` keeps the sections with these anchors (``"over-time"``, ``"sender"``,
+    ``"tcp"``, ...): a page of a few views, for screenshots.
+    """
     scenario_name = str(run.meta.get("scenario") or run.scenario.get("name") or run.folder.name)
     description = str(run.scenario.get("description") or "")
     messages = run.table("messages")
     prepared = figs.prepare_messages(messages) if messages is not None else {}
+    builders: list[tuple[str, str, Callable[[], str]]] = [
+        ("overview", "Scenario and environment", lambda: _overview(run)),
+        ("summary", "Summary", lambda: _summary(run)),
+        ("over-time", "Over time", lambda: _over_time(run)),
+        ("delay", "One-way delay", lambda: _delay(prepared)),
+        ("sequence", "Sequence numbers vs arrival", lambda: _sequence(prepared)),
+        ("loss", "Loss over time", lambda: _loss(prepared)),
+        ("sender", "TCP sender state", lambda: _sender_state(run, prepared)),
+        ("tcp", "TCP time-sequence and retransmissions", lambda: _tcp_segments(run, prepared)),
+        ("hol", "TCP head-of-line blocking", lambda: _hol(run, prepared)),
+        ("impairment", "Impairment accounting", lambda: _impairment(run)),
+        ("kernel", "Sockets and kernel counters", lambda: _kernel(run)),
+        ("captures", "Packet captures", lambda: _captures(run)),
+    ]
     sections = [
-        ("overview", "Scenario and environment", _overview(run)),
-        ("summary", "Summary", _summary(run)),
-        ("delay", "One-way delay", _delay(prepared)),
-        ("sequence", "Sequence numbers vs arrival", _sequence(prepared)),
-        ("loss", "Loss over time", _loss(prepared)),
-        ("tcp", "TCP retransmissions", _tcp_segments(run, prepared)),
-        ("hol", "TCP head-of-line blocking", _hol(run, prepared)),
-        ("impairment", "Impairment accounting", _impairment(run)),
-        ("kernel", "Sockets and kernel counters", _kernel(run)),
-        ("captures", "Packet captures", _captures(run)),
+        (anchor, title, build())
+        for anchor, title, build in builders
+        if only is None or anchor in only
     ]
     body = "".join(h.section(anchor, title, html) for anchor, title, html in sections)
     banner = "" if run.complete else _incomplete_banner(run)
@@ -281,29 +296,162 @@ def _tcp_t0(prepared: dict[str, pd.DataFrame]) -> float | None:
     return float(tcp.attrs["t0_ns"]) if tcp is not None and "t0_ns" in tcp.attrs else None
 
 
+def _over_time(run: RunData) -> str:
+    table = run.table("timeseries")
+    if table is None:
+        return h.note(_NOT_WRITTEN.format(table="timeseries.csv") + ".")
+    frames = series.interval_frames(table)
+    if not frames:
+        return h.note("timeseries.csv has no intervals.")
+    width = _interval_ms(frames)
+    throughput, thinned = series.throughput_figure(frames)
+    delay, delay_thinned = series.delay_figure(frames)
+    return (
+        "<h3>Throughput and loss</h3>"
+        + h.figure(throughput, 460)
+        + h.caption(
+            f"timeseries.csv, per {width} interval and protocol, each protocol's clock starting "
+            "at its own first send (the protocols run one after the other). Top: throughput "
+            "as the receiving application saw it, message bytes (headers excluded) that "
+            "arrived in the interval × 8 / the interval's length. Bottom: messages lost, "
+            "charged to the interval they were sent in (as iperf3 and flent count), whereas "
+            "throughput counts at arrival: a loss shows where it left, its effect on TCP "
+            "(a stall while it is resent) where the data arrived. Every interval is as wide "
+            "as the others, the last one too (the protocol's last event falls inside it)." + thinned
+        )
+        + "<h3>One-way delay</h3>"
+        + h.figure(delay, 380)
+        + h.caption(
+            "Median (solid) and 99th percentile (dotted) one-way delay of the messages that "
+            "arrived in each interval: delay is charged to the arrival interval; a gap is an "
+            "interval in which nothing arrived. The delay runs from the application's send() "
+            "to its receipt, so TCP's includes the time a message waited in the sender's "
+            "socket buffer for the window, and its retransmissions. A p50 that climbs is a "
+            "queue filling; p99 far above p50 is a few messages held back (a resent segment "
+            "and the messages queued behind it). The buttons switch the y axis to log."
+            + delay_thinned
+        )
+    )
+
+
+def _interval_ms(frames: dict[str, pd.DataFrame]) -> str:
+    """The intervals' width as the table says it (the first full interval), for captions."""
+    for frame in frames.values():
+        widths = (frame["t_end_s"] - frame["t_start_s"]).iloc[:-1]
+        if len(widths) and widths.notna().any():
+            return f"{float(widths.dropna().iloc[0]) * 1000:g} ms"
+    return "time"
+
+
+def _sender_state(run: RunData, prepared: dict[str, pd.DataFrame]) -> str:
+    table = run.table("tcp_info")
+    if table is None:
+        return h.note(_NOT_WRITTEN.format(table="tcp_info.csv") + ", or it had no TCP exchange.")
+    if table.empty or "t_ns" not in table:
+        return h.note("tcp_info.csv has no samples.")
+    t0 = _tcp_t0(prepared)
+    state = series.sender_frame(table, t0)
+    origin = "TCP's first send" if t0 is not None else "the first sample (messages.csv missing)"
+    cwnd, thinned = series.cwnd_figure(state)
+    rtt, rtt_thinned = series.rtt_figure(state)
+    first = state.loc[state["flow"] == state["flow"].iloc[0]] if len(state) else state
+    step = first["s"].diff().median()
+    spacing = f"every ~{step * 1000:.0f} ms" if pd.notna(step) else "(one sample)"
+    count = len(series.flows(state))
+    several = (
+        f" The run had {count} TCP flows: one colour per flow (flow numbers as in "
+        "tcp_info.csv); the strip has a row per flow, coloured by state."
+        if count > 1
+        else ""
+    )
+    algorithm = ""
+    if "congestion_control" in table:
+        names = [str(n) for n in pd.unique(table["congestion_control"].dropna())]
+        algorithm = f" Congestion control: {', '.join(names)}." if names else ""
+    return (
+        "<h3>Congestion window and bytes in flight</h3>"
+        + h.figure(cwnd, 440)
+        + h.caption(
+            "tcp_info.csv: the TCP sender's own state, getsockopt(TCP_INFO) on the client "
+            f"{spacing}, against seconds since {origin} (the x axis of the time series "
+            "above). cwnd is the congestion window × MSS; in flight is what the kernel "
+            "counts as in the network (RFC 6675's pipe: unacknowledged − SACKed − lost + "
+            "retransmitted segments, × MSS); ssthresh (× MSS) appears with the first loss. "
+            "In flight pinned at cwnd: the sender was limited by its congestion window; "
+            "below it: by the application or the receiver's window (the peer's receive "
+            "window, snd_wnd, is in the legend, hidden). The strip shows the kernel's "
+            "congestion state at each sample (recovery, loss: after a drop). Each sample is "
+            "an instant: a change that came and went between two samples does not show."
+            + several
+            + algorithm
+            + thinned
+        )
+        + "<h3>Round-trip time as the sender estimates it</h3>"
+        + h.figure(rtt, 360)
+        + h.caption(
+            "The kernel's smoothed RTT (srtt, RFC 6298) with a band of ± rttvar, and the "
+            "lowest RTT it has measured (min_rtt, dashed); the retransmission timeout (RTO) "
+            "is in the legend, hidden. srtt above min_rtt is time spent in queues (the "
+            "engine's, on a rate-limited link) or waiting for the receiver's delayed ACKs."
+            + (" Several flows: srtt and min_rtt of each, in its colour." if count > 1 else "")
+            + rtt_thinned
+        )
+    )
+
+
 def _tcp_segments(run: RunData, prepared: dict[str, pd.DataFrame]) -> str:
     segments = run.table("tcp_segments")
     if segments is None:
         return h.note(f"{_NOT_AVAILABLE}: no tcp_segments.csv (wire analysis of the captures).")
     if segments.empty or "ts_ns" not in segments:
         return h.note("tcp_segments.csv has no segments.")
-    fig, thinned = wire.tcp_segments_figure(segments, _tcp_t0(prepared))
+    graphs = wire.time_sequence_figures(segments, _tcp_t0(prepared))
+    parts = []
+    for graph in graphs:
+        if len(graphs) > 1:
+            parts.append(f"<h3>{h.esc(graph.title)}</h3>")
+        if not graph.has_data:
+            parts.append(h.note("No data segment was captured at its sender."))
+            continue
+        parts.append(h.figure(graph.figure, graph.height))
+        parts.append(h.caption(_time_sequence_caption(graph)))
     stats = run.table("tcp_stats")
     counts = (
         h.table(stats) + h.caption("tcp_stats.csv: the wire analysis's counts per connection.")
         if stats is not None and not stats.empty
         else h.table(wire.tcp_event_counts(segments), key_column="direction")
     )
+    return "".join(parts) + counts
+
+
+def _time_sequence_caption(graph: wire.TimeSequence) -> str:
+    missing = []
+    if not graph.window_column:
+        missing.append("the receive window (this tcp_segments.csv has no window_bytes column)")
+    elif not graph.has_window:
+        missing.append("the receive window (its scale is unknown: the handshake was not captured)")
+    if not graph.sack_column:
+        missing.append("SACK blocks (this tcp_segments.csv has no sack column)")
+    elif not graph.has_sack:
+        missing.append("SACK blocks (the receiver sent none)")
     return (
-        h.figure(fig, 520)
-        + h.caption(
-            "TCP data segments from tcp_segments.csv by relative sequence number and time, as "
-            "captured on the sending host. Retransmissions and fast retransmissions are marked "
-            "where they were sent, out-of-order and spurious segments where they arrived; the "
-            "strip below shows when each kind of event (including duplicate ACKs) happened."
-            + thinned
-        )
-        + counts
+        "Time-sequence graph (Stevens, tcptrace) from tcp_segments.csv, one panel per "
+        "direction that carried data, drawn at that direction's sender capture "
+        "(client→server: the client's, before the impairment): each data segment is a "
+        "bar from its first to one past its last byte (sequence numbers relative to the "
+        "ISN, first data byte 1) at the time it left, retransmissions red, fast "
+        "retransmissions orange, spurious ones (the receiver already had the bytes) "
+        "diamonds. The green step line is the cumulative ACK as it came back, the grey "
+        "one above it the right edge of the receiver's advertised window (ACK + window "
+        "in bytes, window scaling applied), purple bars the SACK blocks (RFC 2018) "
+        "carried by the ACKs. The slope of the bars is the sending rate; their distance "
+        "above the ACK line the data in flight; bars reaching the window edge were held "
+        "back by the receiver. The strip below, when anything happened, shows when each "
+        "kind of event did, at the capture where the analysis judges it (retransmissions "
+        "and duplicate ACKs where sent, out-of-order and spurious arrivals where "
+        "received). Drag to zoom: a loss and its recovery span a few round trips."
+        + (f" Not drawn: {'; '.join(missing)}." if missing else "")
+        + graph.thinned
     )
 
 
