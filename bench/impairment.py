@@ -4,8 +4,11 @@ Prints, in one run:
   * the highest UDP packet rate the engine forwards with <= 0.1 % self-loss, for 100-byte
     and 1400-byte packets, next to the same figure for a plain veth link without the engine,
     and their ratio;
-  * the delay error at delay_ms = 20: how late packets leave versus the schedule (engine
-    ground truth) and the one-way delay minus 20 ms seen by the receiving socket.
+  * the delay error at delay_ms = 20, at 1000 and 50,000 packets/s: how late packets leave
+    versus the schedule (engine ground truth) and the one-way delay minus 20 ms seen by the
+    receiving socket; beside it, at the same time, a C program that sleeps to 1 ms deadlines
+    (bench/lateness_probe.c, compiled with gcc into a temporary folder) measures how late
+    this machine wakes any sleeper, and the engine's p99 is given as a ratio to the probe's.
 
 Counting uses the kernel's own counters in each namespace (Ip.InReceives at the server,
 Udp.OutDatagrams at the client), so the receiving application's speed does not matter.
@@ -21,7 +24,18 @@ Udp.InDatagrams would not do, Linux counts it when the application reads a datag
 whatever is still queued when iperf3 closes its socket would pass for lost.
 ``--json PATH`` also writes every figure as JSON.
 
-    sudo .venv/bin/python bench/impairment.py [--quick] [--refine 2] [--iperf3] [--json PATH]
+Both engines are measured (``--engines compiled,python``): the compiled core
+(``impairment.engine = "compiled"``, the default; its rows are the JSON's ``forwarding``
+and ``delay``, so bench/report.py shows them) and the Python reference engine
+(``forwarding_python_engine``, ``delay_python_engine``). For each engine step the
+engine process's CPU time (/proc/<pid>/stat) gives CPU seconds per million packets.
+
+``--differential N`` first checks the compiled model against the Python reference on
+N synthetic packets per scenario (lab/impairment/differential.py: every knob, both
+directions) and times both; it needs no root and can run alone (``--differential-only``).
+
+    sudo .venv/bin/python bench/impairment.py [--quick] [--refine 2] [--iperf3]
+        [--engines compiled,python] [--differential 1000000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from lab.exchanges._kernel import read_counters
+from lab.impairment.differential import run_all as run_differential
 from lab.impairment.groundtruth import load_ground_truth
 from lab.scenario import parse_scenario
 from lab.testbed import Testbed, _netns, open_testbed, open_veth_testbed
@@ -64,6 +79,33 @@ IPERF3_SIZE = IPERF3_LENGTH + 28  # the IP packet
 IPERF3_STEP_S = 1
 IPERF3_PORT = 50_998
 SO_TIMESTAMPNS = 35  # linux/socket.h; Python 3.11 does not export it
+SO_RCVBUFFORCE = 33  # the same
+#: the delay test's rates (packets/s) and seconds of sending at each
+DELAY_RATES: tuple[int, ...] = (1000, 50_000)
+DELAY_SECONDS = {1000: 3.0, 50_000: 2.0}
+PROBE_SOURCE = Path(__file__).resolve().parent / "lateness_probe.c"
+ENGINES = ("compiled", "python")
+#: the link name of each engine in steps and searches ("engine" is the default engine's)
+ENGINE_LINK = {"compiled": "engine", "python": "engine-python"}
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+StepResult = tuple[int, int, float, float | None]
+"""(sent, arrived, achieved send rate, engine CPU seconds or None without an engine)."""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _with_cpu(
+    pid: int | None, step: Callable[[int], tuple[int, int, float]], rate: int
+) -> StepResult:
+    """Run one step; with an engine process, also the CPU time it spent meanwhile."""
+    before = _cpu_seconds(pid) if pid else 0.0
+    sent, arrived, achieved = step(rate)
+    return sent, arrived, achieved, (_cpu_seconds(pid) - before) if pid else None
 
 
 @dataclass(frozen=True)
@@ -209,6 +251,9 @@ class Step:
     arrived: int
     self_loss: float
     ok: bool
+    engine_cpu_s: float | None = None
+    #: engine CPU seconds per million packets that crossed it (None on plain veth)
+    cpu_s_per_mpkt: float | None = None
 
 
 @dataclass
@@ -219,6 +264,8 @@ class Search:
     link: str
     size: int
     best_pps: float = 0.0
+    #: CPU seconds per million packets at the best passing step (engine links only)
+    cpu_s_per_mpkt: float | None = None
     #: "loss": a higher rate lost too much; "sender": the sender fell short of its target
     #: (the link may carry more); "ladder": the top of the ladder passed.
     stopped_by: str = "ladder"
@@ -226,7 +273,7 @@ class Search:
 
 
 def search_rate(
-    step: Callable[[int], tuple[int, int, float]],
+    step: Callable[[int], StepResult],
     ladder: tuple[int, ...],
     refine: int,
     *,
@@ -238,21 +285,38 @@ def search_rate(
     found = Search(sender, link, size)
 
     def run(rate: int) -> Step:
-        sent, arrived, achieved = step(rate)
+        sent, arrived, achieved, cpu = step(rate)
         loss = 1 - arrived / sent if sent else 1.0
         # a few datagrams more than sent (control traffic) is no negative loss
         loss = max(loss, 0.0)
+        per_mpkt = cpu / arrived * 1e6 if cpu is not None and arrived else None
         result = Step(
-            sender, link, size, rate, achieved, sent, arrived, loss, loss <= SELF_LOSS_LIMIT
+            sender,
+            link,
+            size,
+            rate,
+            achieved,
+            sent,
+            arrived,
+            loss,
+            loss <= SELF_LOSS_LIMIT,
+            cpu,
+            per_mpkt,
         )
         found.steps.append(result)
+        cpu_text = f"  engine CPU {per_mpkt:6.2f} s/Mpkt" if per_mpkt is not None else ""
         print(
-            f"  {sender:<7} {link:<7} {size:>5} B  target {rate:>7} pps"
+            f"  {sender:<7} {link:<13} {size:>5} B  target {rate:>7} pps"
             f"  sent {achieved:>9.0f} pps  self-loss {loss * 100:6.3f} %"
-            f"  {'ok' if result.ok else 'over limit'}",
+            f"  {'ok' if result.ok else 'over limit'}{cpu_text}",
             flush=True,
         )
         return result
+
+    def keep(result: Step) -> None:
+        if result.achieved_pps >= found.best_pps:
+            found.best_pps = result.achieved_pps
+            found.cpu_s_per_mpkt = result.cpu_s_per_mpkt
 
     passed = 0
     failed = 0
@@ -262,7 +326,7 @@ def search_rate(
             found.stopped_by, failed = "loss", rate
             break
         passed = rate
-        found.best_pps = max(found.best_pps, result.achieved_pps)
+        keep(result)
         if result.achieved_pps < rate * 0.9:
             found.stopped_by = "sender"  # the sender itself is the limit now
             return found
@@ -274,41 +338,108 @@ def search_rate(
             result = run(middle)
             if result.ok:
                 passed = middle
-                found.best_pps = max(found.best_pps, result.achieved_pps)
+                keep(result)
             else:
                 failed = middle
     return found
 
 
-def delay_error(samples: int) -> tuple[float, float, float, float]:
-    """(mean, p99) of engine lateness and of socket OWD - 20 ms, in ms, at delay 20 ms."""
-    spec = parse_scenario({"name": "bench", "impairment": {"delay_ms": DELAY_MS}}).impairment
+def compile_probe(folder: Path) -> Path:
+    """bench/lateness_probe.c compiled with gcc into ``folder`` (raises when it cannot be)."""
+    binary = folder / "lateness_probe"
+    done = subprocess.run(
+        ["gcc", "-O2", "-o", str(binary), str(PROBE_SOURCE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"gcc: {done.stderr.strip() or f'exit {done.returncode}'}")
+    return binary
+
+
+def _probe_result(probe: subprocess.Popen[str] | None) -> dict[str, Any] | None:
+    """The probe's JSON once it has finished (it stops by itself after its seconds)."""
+    if probe is None:
+        return None
+    try:
+        out, err = probe.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.communicate()
+        return {"error": "the probe did not finish"}
+    if probe.returncode != 0:
+        return {"error": err.strip() or f"exit {probe.returncode}"}
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def delay_error(
+    samples: int, engine: str = "compiled", rate: int = 1000, probe: Path | None = None
+) -> dict[str, Any]:
+    """Engine lateness against its schedule and socket OWD - 20 ms, in ms, at delay 20 ms.
+
+    ``rate`` packets/s from one Python sender (sent in per-millisecond batches above
+    1000/s). With ``probe`` (the compiled lateness_probe), it runs on the host for as
+    long as the sender sends, so both meet the same machine at the same time.
+    """
+    # room for every packet in flight (netem's default limit, 1000, would drop at 50k/s)
+    queue_limit = max(1000, rate * DELAY_MS // 1000 * 4)
+    spec = parse_scenario(
+        {
+            "name": "bench",
+            "impairment": {"delay_ms": DELAY_MS, "engine": engine, "queue_limit": queue_limit},
+        }
+    ).impairment
+    batch = max(1, rate // 1000)
+    seconds = samples / rate
+    running: subprocess.Popen[str] | None = None
     with tempfile.TemporaryDirectory() as folder:
         truth_path = Path(folder) / "gt.npz"
         with open_testbed(spec, 1, "cubic", truth_path) as testbed:
             with _netns.inside(testbed.server.netns):
                 receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+                # read after the send: room for every datagram (root may force it)
+                receiver.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, max(8 << 20, samples << 11))
                 # the kernel stamps each datagram on arrival: reading late costs nothing
                 receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 receiver.bind((testbed.server.address, PORT))
                 receiver.settimeout(1.0)
             with _netns.inside(testbed.client.netns):
                 sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            start = time.perf_counter()
-            for seq in range(samples):  # 1000 packets/s: a light, steady load
-                sender.sendto(time.time_ns().to_bytes(8, "big"), (testbed.server.address, PORT))
-                ahead = start + (seq + 1) / 1000 - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
+                sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            target = (testbed.server.address, PORT)
+            try:
+                if probe is not None:
+                    running = subprocess.Popen(
+                        [str(probe), f"{seconds:.3f}"],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                start = time.perf_counter()
+                seq = 0
+                while seq < samples:  # a steady load, paced per batch
+                    for _ in range(min(batch, samples - seq)):
+                        sender.sendto(time.time_ns().to_bytes(8, "big"), target)
+                        seq += 1
+                    ahead = start + seq / rate - time.perf_counter()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                probed = _probe_result(running)
+            finally:
+                if running is not None and running.poll() is None:
+                    running.kill()
+                    running.communicate()
             owd: list[int] = []
             with contextlib.suppress(TimeoutError):
                 while len(owd) < samples:
                     data, ancillary, _, _ = receiver.recvmsg(64, 64)
                     for level, kind, value in ancillary:
                         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                            seconds, nanoseconds = struct.unpack("qq", value[:16])
-                            arrived = seconds * 1_000_000_000 + nanoseconds
+                            secs, nanoseconds = struct.unpack("qq", value[:16])
+                            arrived = secs * 1_000_000_000 + nanoseconds
                             owd.append(arrived - int.from_bytes(data[:8], "big"))
             sender.close()
             receiver.close()
@@ -316,12 +447,25 @@ def delay_error(samples: int) -> tuple[float, float, float, float]:
     c2s = truth[(truth["direction"] == "client_to_server") & (truth["t_out_ns"] > 0)]
     late = (c2s["t_out_ns"] - c2s["scheduled_ns"]).to_numpy() / 1e6
     socket_error = np.asarray(owd) / 1e6 - DELAY_MS
-    return (
-        float(late.mean()),
-        float(np.percentile(late, 99)),
-        float(socket_error.mean()),
-        float(np.percentile(socket_error, 99)),
-    )
+    late_p99 = float(np.percentile(late, 99))
+    probe_p99 = probed.get("p99_ms") if probed else None
+    return {
+        "engine": engine,
+        "rate_pps": rate,
+        "queue_limit": queue_limit,
+        "samples": samples,
+        "forwarded": len(late),
+        "received": len(owd),
+        "engine_late_mean_ms": float(late.mean()),
+        "engine_late_p50_ms": float(np.percentile(late, 50)),
+        "engine_late_p99_ms": late_p99,
+        "engine_late_max_ms": float(late.max()),
+        "socket_error_mean_ms": float(socket_error.mean()),
+        "socket_error_p99_ms": float(np.percentile(socket_error, 99)),
+        "probe": probed,
+        # how much of the tail is the engine's own: 1.0 = as late as any sleeper here
+        "late_p99_over_probe_p99": late_p99 / probe_p99 if probe_p99 else None,
+    }
 
 
 def _raise_exit(signum: int, _frame: object) -> None:
@@ -334,6 +478,60 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _differential(packets: int) -> list[dict[str, Any]]:
+    """The compiled model against the Python reference, timed; mismatches must be 0."""
+    print(f"differential: compiled core vs Python reference, {packets:,} packets per scenario")
+    rows: list[dict[str, Any]] = []
+    for outcome in run_differential(packets):
+        python_rate = outcome.packets / outcome.python_s if outcome.python_s else float("nan")
+        compiled_rate = outcome.packets / outcome.compiled_s if outcome.compiled_s else float("nan")
+        print(
+            f"  {outcome.name:<26} mismatches {outcome.mismatches}"
+            f"  python {python_rate / 1e6:6.2f} M decisions/s"
+            f"  compiled {compiled_rate / 1e6:6.2f} M decisions/s"
+            f"  {outcome.first_mismatch}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "scenario": outcome.name,
+                "packets": outcome.packets,
+                "mismatches": outcome.mismatches,
+                "first_mismatch": outcome.first_mismatch or None,
+                "python_decisions_per_s": python_rate,
+                "compiled_decisions_per_s": compiled_rate,
+                "counts": outcome.counts,
+            }
+        )
+    return rows
+
+
+def _comparisons(
+    by_key: dict[tuple[str, str, int], Search], engine_link: str, engine: str
+) -> list[dict[str, Any]]:
+    """Engine against plain veth, per sender and size, for one engine."""
+    rows: list[dict[str, Any]] = []
+    for sender, size in [("python", size) for size in SIZES] + [("iperf3", IPERF3_SIZE)]:
+        found, veth = by_key.get((sender, engine_link, size)), by_key.get((sender, "veth", size))
+        if found is None or veth is None:
+            continue
+        ratio = found.best_pps / veth.best_pps if veth.best_pps else float("nan")
+        rows.append(
+            {
+                "engine": engine,
+                "sender": sender,
+                "size": size,
+                "engine_pps": found.best_pps,
+                "engine_stopped_by": found.stopped_by,
+                "engine_cpu_s_per_mpkt": found.cpu_s_per_mpkt,
+                "veth_pps": veth.best_pps,
+                "veth_stopped_by": veth.stopped_by,
+                "ratio": ratio,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (CI smoke run)")
@@ -341,9 +539,34 @@ def main() -> None:
         "--refine", type=int, default=2, help="bisection steps after the ladder (default 2)"
     )
     parser.add_argument("--iperf3", action="store_true", help="also with iperf3 as the sender")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help="comma-separated engines to measure (default: compiled,python)",
+    )
+    parser.add_argument(
+        "--differential",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first compare the compiled model with the Python one on N packets per scenario",
+    )
+    parser.add_argument(
+        "--differential-only", action="store_true", help="only the differential check (no root)"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_exit)
+    engines = [e for e in args.engines.split(",") if e]
+    if unknown := [e for e in engines if e not in ENGINES]:
+        parser.error(f"--engines: unknown {unknown}, expected some of {ENGINES}")
+    differential = _differential(args.differential) if args.differential > 0 else None
+    if args.differential_only:
+        if args.json:
+            _write_json(args.json, {"benchmark": "impairment", "differential": differential})
+        if differential and any(row["mismatches"] for row in differential):
+            raise SystemExit(1)
+        return
     global RATES, IPERF3_RATES  # noqa: PLW0603 - smaller ladders for --quick
     if args.quick:
         RATES = (20_000, 50_000)
@@ -351,15 +574,14 @@ def main() -> None:
     use_iperf3 = args.iperf3 and shutil.which("iperf3") is not None
     iperf3_error: str | None = None if use_iperf3 or not args.iperf3 else "iperf3 not installed"
     refine = max(0, args.refine)
-    clean = parse_scenario({"name": "bench"}).impairment
     searches: list[Search] = []
 
-    def run_all(link: Link, name: str) -> None:
+    def run_all(link: Link, name: str, pid: int | None) -> None:
         nonlocal iperf3_error
         for size in SIZES:
             searches.append(
                 search_rate(
-                    functools.partial(measure, link, size),
+                    functools.partial(_with_cpu, pid, functools.partial(measure, link, size)),
                     RATES,
                     refine,
                     sender="python",
@@ -371,7 +593,7 @@ def main() -> None:
             try:
                 searches.append(
                     search_rate(
-                        functools.partial(measure_iperf3, link),
+                        functools.partial(_with_cpu, pid, functools.partial(measure_iperf3, link)),
                         IPERF3_RATES,
                         refine,
                         sender="iperf3",
@@ -383,55 +605,82 @@ def main() -> None:
                 iperf3_error = f"{type(e).__name__}: {e}"
                 print(f"  iperf3 skipped: {iperf3_error}", flush=True)
 
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        open_testbed(clean, 1, "cubic", Path(folder) / "gt.npz") as testbed,
-    ):
-        link = Link.of(testbed)
-        sink = _sink(link.server_ns, link.server_address)
-        run_all(link, "engine")
-        sink.close()
+    for engine in engines:
+        clean = parse_scenario({"name": "bench", "impairment": {"engine": engine}}).impairment
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            open_testbed(clean, 1, "cubic", Path(folder) / "gt.npz") as testbed,
+        ):
+            link = Link.of(testbed)
+            sink = _sink(link.server_ns, link.server_address)
+            run_all(link, ENGINE_LINK[engine], testbed.engine.pid if testbed.engine else None)
+            sink.close()
     with open_veth_testbed() as testbed:
         link = Link.of(testbed)
         sink = _sink(link.server_ns, link.server_address)
-        run_all(link, "veth")
+        run_all(link, "veth", None)
         sink.close()
-    delay_samples = 1000 if args.quick else 3000
-    late_mean, late_p99, owd_mean, owd_p99 = delay_error(delay_samples)
+    probe_error: str | None = None
+    probe_folder = contextlib.ExitStack()
+    try:
+        probe: Path | None = compile_probe(
+            Path(probe_folder.enter_context(tempfile.TemporaryDirectory()))
+        )
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        probe, probe_error = None, f"lateness probe not built: {error}"
+        print(probe_error, flush=True)
+    scale = 1 / 3 if args.quick else 1.0
+    delay_samples = {rate: int(rate * DELAY_SECONDS[rate] * scale) for rate in DELAY_RATES}
+    with probe_folder:
+        delays = [
+            delay_error(delay_samples[rate], engine, rate, probe)
+            for engine in engines
+            for rate in DELAY_RATES
+        ]
     by_key = {(s.sender, s.link, s.size): s for s in searches}
-    comparisons: list[dict[str, Any]] = []
+    forwarding = {e: _comparisons(by_key, ENGINE_LINK[e], e) for e in engines}
     print("\nforwarding rate at <= 0.1 % self-loss (UDP, one sender process)")
-    print(f"{'sender':<7} {'size':>6} {'engine pps':>12} {'veth pps':>12} {'ratio':>7}  veth limit")
-    for sender, size in [("python", size) for size in SIZES] + [("iperf3", IPERF3_SIZE)]:
-        engine, veth = by_key.get((sender, "engine", size)), by_key.get((sender, "veth", size))
-        if engine is None or veth is None:
-            continue
-        ratio = engine.best_pps / veth.best_pps if veth.best_pps else float("nan")
-        print(
-            f"{sender:<7} {size:>5}B {engine.best_pps:>12.0f} {veth.best_pps:>12.0f}"
-            f" {ratio:>7.2f}  {veth.stopped_by}"
-        )
-        comparisons.append(
-            {
-                "sender": sender,
-                "size": size,
-                "engine_pps": engine.best_pps,
-                "engine_stopped_by": engine.stopped_by,
-                "veth_pps": veth.best_pps,
-                "veth_stopped_by": veth.stopped_by,
-                "ratio": ratio,
-            }
-        )
+    print(
+        f"{'engine':<9} {'sender':<7} {'size':>6} {'engine pps':>12} {'veth pps':>12}"
+        f" {'ratio':>7} {'CPU s/Mpkt':>11}  veth limit"
+    )
+    for engine in engines:
+        for row in forwarding[engine]:
+            cpu = row["engine_cpu_s_per_mpkt"]
+            print(
+                f"{engine:<9} {row['sender']:<7} {row['size']:>5}B {row['engine_pps']:>12.0f}"
+                f" {row['veth_pps']:>12.0f} {row['ratio']:>7.2f}"
+                f" {'-' if cpu is None else f'{cpu:.2f}':>11}  {row['veth_stopped_by']}"
+            )
     if iperf3_error:
         print(f"iperf3: {iperf3_error}")
-    print(f"\ndelay error at delay_ms = {DELAY_MS}")
-    print(f"  engine lateness vs schedule: mean {late_mean:.3f} ms, p99 {late_p99:.3f} ms")
-    print(f"  socket one-way delay - {DELAY_MS} ms: mean {owd_mean:.3f} ms, p99 {owd_p99:.3f} ms")
+    print(f"\ndelay error at delay_ms = {DELAY_MS} (Python sender), lateness probe beside it")
+    for row in delays:
+        probed = row["probe"] or {}
+        ratio = row["late_p99_over_probe_p99"]
+        print(
+            f"  {row['engine']:<9} {row['rate_pps']:>6} pps  engine lateness vs schedule:"
+            f" mean {row['engine_late_mean_ms']:.3f} ms, p99 {row['engine_late_p99_ms']:.3f} ms;"
+            f" socket one-way delay - {DELAY_MS} ms: mean {row['socket_error_mean_ms']:.3f} ms,"
+            f" p99 {row['socket_error_p99_ms']:.3f} ms ({row['received']}/{row['samples']});"
+            f" probe p99 {probed.get('p99_ms', float('nan')):.3f} ms"
+            f" ({probed.get('error', 'ok')}); engine p99 / probe p99"
+            f" {'-' if ratio is None else f'{ratio:.2f}'}"
+        )
+
+    def delay_json(engine: str) -> dict[str, Any] | None:
+        """The engine's row at 1000 packets/s (the historical ``delay`` keys and more)."""
+        return next(
+            (r for r in delays if r["engine"] == engine and r["rate_pps"] == DELAY_RATES[0]), None
+        )
+
     if args.json:
+        main_engine = engines[0]
         _write_json(
             args.json,
             {
                 "benchmark": "impairment",
+                "engines": engines,
                 "settings": {
                     "python_rates": list(RATES),
                     "iperf3_rates": list(IPERF3_RATES) if use_iperf3 else None,
@@ -442,17 +691,22 @@ def main() -> None:
                     "self_loss_limit": SELF_LOSS_LIMIT,
                     "sizes": list(SIZES),
                     "delay_ms": DELAY_MS,
-                    "delay_rate_pps": 1000,
-                    "delay_samples": delay_samples,
+                    "delay_rate_pps": DELAY_RATES[0],
+                    "delay_samples": delay_samples[DELAY_RATES[0]],
+                    "delay_rates": list(DELAY_RATES),
+                    "delay_samples_per_rate": {str(r): n for r, n in delay_samples.items()},
+                    "probe_period_us": 1000,
                 },
-                "forwarding": comparisons,
+                # the first engine measured (compiled by default) under the historical keys
+                "forwarding": forwarding[main_engine],
+                "forwarding_python_engine": forwarding.get("python"),
                 "iperf3_error": iperf3_error,
-                "delay": {
-                    "engine_late_mean_ms": late_mean,
-                    "engine_late_p99_ms": late_p99,
-                    "socket_error_mean_ms": owd_mean,
-                    "socket_error_p99_ms": owd_p99,
-                },
+                "delay": delay_json(main_engine),
+                "delay_python_engine": delay_json("python"),
+                # every engine at every rate, each with the lateness probe run beside it
+                "delays": delays,
+                "probe_error": probe_error,
+                "differential": differential,
                 "steps": [asdict(step) for s in searches for step in s.steps],
             },
         )

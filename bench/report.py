@@ -5,7 +5,13 @@
 Runs, one after the other and each as its own process with a time limit:
 
 * ``bench/impairment.py --iperf3``: the engine's forwarding rate against a plain veth link
-  (a Python sender and iperf3), and its delay error;
+  (a Python sender and iperf3), the compiled engine and the Python reference alike, the
+  engine's CPU per million packets, and its delay error at 1000 and 50,000 packets/s with
+  a C lateness probe (``bench/lateness_probe.c``) run at the same time;
+* ``bench/throughput.py``: TCP bulk (iperf3) through the engine, the Python engine and a
+  plain veth link, round by round, with CPU per Gbit; and the lab's own TCP bulk run;
+* ``bench/impairment.py --differential-only``: the compiled core against the Python
+  reference model, decision for decision, timed;
 * ``bench/capture.py``: the lab's sniffer against tcpdump on the same traffic;
 * ``bench/analysis.py``: ``read_pcap`` against ``tshark -T fields`` on the same file;
 * ``lab run scenarios/quickstart.toml --json`` a few times: wall time, and the testbed
@@ -45,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 #: bench/analysis.py's default is 1,000,000 packets; tshark alone needs minutes for that here.
 ANALYSIS_PACKETS = 200_000
+#: packets per scenario of the differential check (issue 15 asks for 1M in the benchmark)
+DIFFERENTIAL_PACKETS = 1_000_000
 QUICKSTART = "scenarios/quickstart.toml"
 GRACE_S = 20.0  # after SIGTERM, before SIGKILL
 
@@ -100,14 +108,24 @@ def _shown(argv: Sequence[str], out: Path) -> str:
     return " ".join(words)
 
 
-def _owned_testbeds(pid: int) -> list[str]:
-    """Run ids of testbeds whose state file names ``pid`` as their owner."""
+def _owned_testbeds(pid: int, listed: Path | None) -> list[str]:
+    """Run ids of testbeds whose state file names ``pid`` as their owner, and those the
+    benchmark listed as its own in ``listed`` (``lab testbed up`` ones: their owner is
+    the command that built them), if they still exist."""
     from lab.testbed import read_states  # noqa: PLC0415 - only on the error path
 
-    return [str(s["run_id"]) for s in read_states() if s.get("owner_pid") == pid]
+    named: set[str] = set()
+    if listed is not None:
+        with contextlib.suppress(OSError):
+            named = set(listed.read_text().split())
+    return [
+        str(s["run_id"])
+        for s in read_states()
+        if s.get("owner_pid") == pid or str(s.get("run_id")) in named
+    ]
 
 
-def _stop(proc: subprocess.Popen[str], reason: str) -> None:
+def _stop(proc: subprocess.Popen[str], reason: str, listed: Path | None = None) -> None:
     """SIGTERM (the benchmarks tear their testbeds down), SIGKILL, remove what is left."""
     print(f"bench: {reason}: stopping pid {proc.pid}", file=sys.stderr, flush=True)
     with contextlib.suppress(ProcessLookupError):
@@ -120,13 +138,22 @@ def _stop(proc: subprocess.Popen[str], reason: str) -> None:
         proc.wait()
     from lab.testbed import destroy  # noqa: PLC0415 - only on the error path
 
-    for run_id in _owned_testbeds(proc.pid):
+    for run_id in _owned_testbeds(proc.pid, listed):
         with contextlib.suppress(Exception):
             destroy(run_id)
 
 
-def run(name: str, argv: list[str], out: Path, timeout: float, *, capture: bool) -> Outcome:
-    """Run one benchmark process, bounded by ``timeout`` seconds."""
+def run(
+    name: str,
+    argv: list[str],
+    out: Path,
+    timeout: float,
+    *,
+    capture: bool,
+    listed: Path | None = None,
+) -> Outcome:
+    """Run one benchmark process, bounded by ``timeout`` seconds; ``listed``: where it
+    writes the ids of the testbeds it keeps up (removed if it has to be stopped)."""
     outcome = Outcome(name, argv, load_before=_load(), shown=_shown(argv, out))
     print(f"\n=== {name}: {outcome.shown} (limit {timeout:.0f} s)", flush=True)
     started, busy, own = time.perf_counter(), _busy_s(), _children_s()
@@ -141,10 +168,10 @@ def run(name: str, argv: list[str], out: Path, timeout: float, *, capture: bool)
         stdout, _ = proc.communicate(timeout=timeout)
         outcome.stdout = stdout or ""
     except subprocess.TimeoutExpired:
-        _stop(proc, f"{name} ran over {timeout:.0f} s")
+        _stop(proc, f"{name} ran over {timeout:.0f} s", listed)
         outcome.error = f"ran over its limit of {timeout:.0f} s and was stopped"
     except BaseException:  # Ctrl-C or SIGTERM of make: take the benchmark down cleanly
-        _stop(proc, "interrupted")
+        _stop(proc, "interrupted", listed)
         raise
     outcome.seconds = time.perf_counter() - started
     # what the machine did minus what this benchmark's process tree did (reaped children)
@@ -157,10 +184,12 @@ def run(name: str, argv: list[str], out: Path, timeout: float, *, capture: bool)
     return outcome
 
 
-def run_json(name: str, argv: list[str], out: Path, timeout: float) -> Outcome:
+def run_json(
+    name: str, argv: list[str], out: Path, timeout: float, *, listed: Path | None = None
+) -> Outcome:
     """A benchmark script that writes ``$OUT/<name>.json``."""
     path = out / f"{name}.json"
-    outcome = run(name, [*argv, "--json", str(path)], out, timeout, capture=False)
+    outcome = run(name, [*argv, "--json", str(path)], out, timeout, capture=False, listed=listed)
     if outcome.error is None:
         try:
             outcome.data = json.loads(path.read_text())
@@ -267,6 +296,7 @@ def machine() -> JSON:
         "tcpdump": f"{tcpdump}; {libpcap}",
         "tshark": _first_line(["tshark", "--version"], "TShark"),
         "iperf3": _first_line(["iperf3", "--version"], "iperf"),
+        "gcc": _first_line(["gcc", "--version"], "gcc"),
         "iproute2": _first_line(["ip", "-V"], "iproute2"),
     }
 
@@ -357,6 +387,8 @@ class Report:
     others_cpus: float
     machine: JSON
     impairment: Outcome
+    throughput: Outcome
+    differential: Outcome
     capture: Outcome
     analysis: Outcome
     quickstart: list[Outcome]
@@ -383,6 +415,7 @@ def _render_machine(md: Markdown, report: Report) -> None:
             ["tcpdump", m["tcpdump"]],
             ["tshark", m["tshark"]],
             ["iperf3", m["iperf3"]],
+            ["gcc (builds the lateness probe)", m.get("gcc", "unknown")],
             ["iproute2", m["iproute2"]],
             ["load average (1, 5, 15 min) at start", report.load_start],
             ["load average (1, 5, 15 min) at end", report.load_end],
@@ -401,21 +434,176 @@ def _render_machine(md: Markdown, report: Report) -> None:
     )
 
 
+def _qualified(ratio: float, numerator_exact: bool, denominator_exact: bool, unit: str = "") -> str:
+    """A ratio of two rates, either of which may be a lower bound (``>=``)."""
+    text = f"{ratio:.2f}{unit}"
+    if numerator_exact and not denominator_exact:
+        return f"<= {text}"
+    if denominator_exact and not numerator_exact:
+        return f">= {text}"
+    if not numerator_exact and not denominator_exact:
+        return f"~{text} (both lower bounds)"
+    return text
+
+
+def _engine_name(engine: str) -> str:
+    return "compiled engine" if engine == "compiled" else "Python engine"
+
+
+def _cpu_mpkt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _forwarding_rows(imp: JSON) -> list[JSON]:
+    """Engine vs veth rows of both engines (compiled first)."""
+    return [*imp["forwarding"], *(imp.get("forwarding_python_engine") or [])]
+
+
+def _engine_pairs(imp: JSON) -> list[tuple[JSON, JSON]]:
+    """(compiled row, Python row) for each sender and size measured with both engines."""
+    python = {(r["sender"], r["size"]): r for r in imp.get("forwarding_python_engine") or []}
+    return [
+        (row, python[(row["sender"], row["size"])])
+        for row in imp["forwarding"]
+        if (row["sender"], row["size"]) in python
+    ]
+
+
+def _differential_range(rows: list[JSON]) -> tuple[float, float, float, float]:
+    """(lowest, highest) decisions/s of the compiled and of the Python model."""
+    compiled = [r["compiled_decisions_per_s"] for r in rows]
+    python = [r["python_decisions_per_s"] for r in rows]
+    return min(compiled), max(compiled), min(python), max(python)
+
+
+def _lateness_rows(imp: JSON) -> list[JSON]:
+    return list(imp.get("delays") or [])
+
+
+def _limit_text(limit: str) -> str:
+    return {
+        "engine": "the engine (>= 0.9 CPU)",
+        "sender": "the sender (iperf3 client >= 90 % of a CPU)",
+        "receiver": "the receiver (iperf3 server >= 90 % of a CPU)",
+        "machine": "the machine's CPUs (>= 90 % busy, other work included)",
+    }.get(limit, "nothing saturated")
+
+
+def _limits(limits: list[str]) -> str:
+    """Each try's limit, in order, counted: ``machine x2``."""
+    counted: dict[str, int] = {}
+    for limit in limits:
+        counted[limit] = counted.get(limit, 0) + 1
+    return ", ".join(f"{k} x{n}" if n > 1 else k for k, n in counted.items())
+
+
 def _render_summary(md: Markdown, report: Report) -> None:
     imp, cap, ana = report.impairment.data, report.capture.data, report.analysis.data
+    tp, diff = report.throughput.data, report.differential.data.get("differential") or []
     walls = [o.seconds for o in report.quickstart]
     rows: list[list[str]] = []
-    for row in imp["forwarding"]:
+    for row in _forwarding_rows(imp):
         rows.append(
             [
-                f"impairment engine vs plain veth ({_sender_name(row)} sender,"
+                f"{_engine_name(row['engine'])} vs plain veth ({_sender_name(row)} sender,"
                 f" {row['size']} B packets), max pps at <= 0.1 % self-loss",
-                f"**{_ratio_text(row)}** ({_pps(row['engine_pps'])} vs"
-                f" {_bound(row['veth_stopped_by'])}{_pps(row['veth_pps'])} pps)",
+                f"**{_ratio_text(row)}** ({_bound(row['engine_stopped_by'])}"
+                f"{_pps(row['engine_pps'])} vs {_bound(row['veth_stopped_by'])}"
+                f"{_pps(row['veth_pps'])} pps); engine CPU"
+                f" {_cpu_mpkt(row['engine_cpu_s_per_mpkt'])} per million packets",
             ]
         )
     if imp.get("iperf3_error"):
         rows.append(["impairment engine vs plain veth, iperf3 sender", imp["iperf3_error"]])
+    for compiled, python in _engine_pairs(imp):
+        ratio = compiled["engine_pps"] / python["engine_pps"] if python["engine_pps"] else 0.0
+        text = _qualified(
+            ratio,
+            compiled["engine_stopped_by"] == "loss",
+            python["engine_stopped_by"] == "loss",
+            "x",
+        )
+        rows.append(
+            [
+                f"compiled vs Python engine ({_sender_name(compiled)} sender,"
+                f" {compiled['size']} B packets), max pps at <= 0.1 % self-loss",
+                f"**{text}**"
+                f" ({_bound(compiled['engine_stopped_by'])}{_pps(compiled['engine_pps'])} vs"
+                f" {_bound(python['engine_stopped_by'])}{_pps(python['engine_pps'])} pps)",
+            ]
+        )
+    if diff:
+        low_c, high_c, low_p, high_p = _differential_range(diff)
+        mismatches = sum(int(r["mismatches"]) for r in diff)
+        rows.append(
+            [
+                f"compiled core vs Python reference model, {diff[0]['packets']:,} synthetic"
+                f" packets x {len(diff)} scenarios",
+                f"**{mismatches:,} mismatches**; {low_c / 1e6:.1f}–{high_c / 1e6:.1f} M vs"
+                f" {low_p / 1e6:.2f}–{high_p / 1e6:.2f} M decisions/s",
+            ]
+        )
+    links, ratios = tp["links"], tp["ratios"]
+    seconds = tp["settings"]["seconds"]
+    for link in ("engine", "engine-python"):
+        ratio = ratios[f"{link}_over_veth"]
+        name = _engine_name("compiled" if link == "engine" else "python")
+        rows.append(
+            [
+                f"TCP bulk through the {name} vs plain veth (iperf3 sender, cubic,"
+                f" {seconds} s), median of {len(ratio['each'])} same-round ratios",
+                f"**{ratio['median']:.3f}** ({links[link]['gbit_s']:.2f} vs"
+                f" {links['veth']['gbit_s']:.1f} Gbit/s, medians); limited by"
+                f" {_limits(links[link]['limits'])} / {_limits(links['veth']['limits'])}"
+                " (this link / veth)",
+            ]
+        )
+    rows.append(
+        [
+            "CPU seconds per Gbit delivered, TCP bulk (iperf3 sender): engine process,"
+            " compiled / Python",
+            f"**{links['engine']['engine_cpu_s_per_gbit']:.3f}** /"
+            f" **{links['engine-python']['engine_cpu_s_per_gbit']:.3f}**; whole machine"
+            f" {links['engine']['machine_cpu_s_per_gbit']:.3f} /"
+            f" {links['engine-python']['machine_cpu_s_per_gbit']:.3f}, plain veth"
+            f" {links['veth']['machine_cpu_s_per_gbit']:.3f} (other work included)",
+        ]
+    )
+    bulk = tp.get("lab_bulk")
+    if bulk:
+        reference = tp["lab_bulk_reference"]
+        share = bulk["app_limited_share"]
+        rows.append(
+            [
+                "the lab's own TCP bulk (`lab run`, Python sender,"
+                f" {tp['settings']['lab_bulk_size']} B messages, {seconds} s) vs iperf3 through"
+                " the compiled engine, tries in a row",
+                f"**{tp['lab_bulk_over_iperf3_engine']:.2f}** ({bulk['goodput_bps'] / 1e9:.3f} vs"
+                f" {reference['gbit_s']:.3f} Gbit/s)"
+                + (
+                    f"; the lab's send queue was empty in {share:.0%} of TCP_INFO samples"
+                    + (": bounded by its sender" if share >= 0.5 else "")
+                    if share is not None
+                    else ""
+                ),
+            ]
+        )
+    for late in _lateness_rows(imp):
+        ratio = late["late_p99_over_probe_p99"]
+        probe = late.get("probe") or {}
+        rows.append(
+            [
+                f"{_engine_name(late['engine'])} lateness p99 vs a C `clock_nanosleep` probe's,"
+                f" same time (Python sender, {_pps(late['rate_pps'])} pps, delay"
+                f" {imp['settings']['delay_ms']} ms)",
+                "probe failed: " + str(probe.get("error"))
+                if ratio is None
+                else f"**{ratio:.2f}x** ({late['engine_late_p99_ms']:.3f} vs"
+                f" {probe['p99_ms']:.3f} ms)",
+            ]
+        )
+    if imp.get("probe_error"):
+        rows.append(["lateness probe", imp["probe_error"]])
     for r in cap["rows"]:
         cpu = f"; CPU {r['lab_cpu']:.1f} % vs {r['tcpdump_cpu']:.1f} %"
         if r["cpu_ratio"] is not None:
@@ -440,7 +628,8 @@ def _render_summary(md: Markdown, report: Report) -> None:
     delay = imp["delay"]
     rows += [
         [
-            f"engine delay error at delay_ms = {imp['settings']['delay_ms']}",
+            f"compiled engine delay error at delay_ms = {imp['settings']['delay_ms']} (Python"
+            f" sender, {_pps(delay['rate_pps'])} pps)",
             f"{delay['engine_late_mean_ms']:.3f} ms late on average, p99"
             f" {delay['engine_late_p99_ms']:.3f} ms (vs its schedule); socket: +"
             f" {delay['socket_error_mean_ms']:.3f} ms, p99 + {delay['socket_error_p99_ms']:.3f} ms",
@@ -463,14 +652,15 @@ def _render_summary(md: Markdown, report: Report) -> None:
 def _render_impairment(md: Markdown, outcome: Outcome) -> None:
     imp = outcome.data
     s = imp["settings"]
-    delay = imp["delay"]
     md.add("## Impairment engine vs a plain veth link", "")
     md.command(outcome)
     md.para(
         "The engine forwards between two TUN devices; the reference is the same two namespaces"
-        " joined by a veth pair, no engine. One sender process in the client namespace sends"
-        " UDP at each rate of a ladder for a bounded step, counted by the kernels' own"
-        " counters; a rate passes at"
+        " joined by a veth pair, no engine. Both engines are measured: the compiled core"
+        " (`lab/impairment/_core.c`, the default) and the Python reference"
+        ' (`impairment.engine = "python"`), each on its own clean testbed. One sender'
+        " process in the client namespace sends UDP at each rate of a ladder for a bounded"
+        " step, counted by the kernels' own counters; a rate passes at"
         f" <= {s['self_loss_limit'] * 100:g} % self-loss. After the first failing rate,"
         f" {s['refine']} bisection step(s) narrow the figure down. Python sender"
         f" (`bench/impairment.py` itself): rates {', '.join(_pps(r) for r in s['python_rates'])}"
@@ -491,45 +681,74 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
     md.para(
         "Highest rate at <= 0.1 % self-loss, in packets/s. *Stopped by*: `loss`, the next rate"
         " lost more; `sender`, the sender fell short of its target, so the link may carry more"
-        " and the figure is a lower bound (`>=`); `ladder`, the top rate passed (also a lower"
-        " bound). A ratio against a lower bound is an upper bound (`<=`)."
+        " and the figure is a lower bound (`>=`): it is the sender's limit, not the link's;"
+        " `ladder`, the top rate passed (also a lower bound). A ratio against a lower bound is"
+        " an upper bound (`<=`). *Engine CPU* is the engine process's utime + stime"
+        " (/proc/<pid>/stat) over the best passing step, per million packets that crossed it."
     )
     md.table(
         [
+            "engine",
             "sender",
             "IP packet",
-            "engine",
+            "engine pps",
             "stopped by",
-            "plain veth",
+            "engine CPU per Mpkt",
+            "plain veth pps",
             "stopped by",
             "engine / veth",
         ],
         [
             [
+                row["engine"],
                 _sender_name(row),
                 f"{row['size']} B",
                 _bound(row["engine_stopped_by"]) + _pps(row["engine_pps"]),
                 row["engine_stopped_by"],
+                _cpu_mpkt(row["engine_cpu_s_per_mpkt"]),
                 _bound(row["veth_stopped_by"]) + _pps(row["veth_pps"]),
                 row["veth_stopped_by"],
                 f"**{_ratio_text(row)}**",
             ]
-            for row in imp["forwarding"]
+            for row in _forwarding_rows(imp)
         ],
     )
     if imp.get("iperf3_error"):
         md.para(f"iperf3 was not measured: {imp['iperf3_error']}.")
-    md.para(
-        f"Delay error at `delay_ms = {s['delay_ms']}` ({s['delay_rate_pps']:,} packets/s,"
-        f" {s['delay_samples']:,} packets): the engine sends"
-        f" {delay['engine_late_mean_ms']:.3f} ms late on average (p99"
-        f" {delay['engine_late_p99_ms']:.3f} ms) against its schedule (its ground truth), and"
-        f" the receiving socket sees {s['delay_ms']} ms + {delay['socket_error_mean_ms']:.3f}"
-        f" ms (p99 + {delay['socket_error_p99_ms']:.3f} ms), from kernel receive timestamps."
-    )
+    pairs = _engine_pairs(imp)
+    if pairs:
+        md.para(
+            "The two engines side by side (each against the same sender; the veth figures"
+            " above are shared):"
+        )
+        md.table(
+            ["sender", "IP packet", "compiled pps", "Python pps", "compiled / Python",
+             "CPU per Mpkt, compiled / Python"],
+            [
+                [
+                    _sender_name(c),
+                    f"{c['size']} B",
+                    _bound(c["engine_stopped_by"]) + _pps(c["engine_pps"]),
+                    _bound(p["engine_stopped_by"]) + _pps(p["engine_pps"]),
+                    "**"
+                    + _qualified(
+                        c["engine_pps"] / p["engine_pps"] if p["engine_pps"] else 0.0,
+                        c["engine_stopped_by"] == "loss",
+                        p["engine_stopped_by"] == "loss",
+                        "x",
+                    )
+                    + "**",
+                    f"{_cpu_mpkt(c['engine_cpu_s_per_mpkt'])} /"
+                    f" {_cpu_mpkt(p['engine_cpu_s_per_mpkt'])}",
+                ]
+                for c, p in pairs
+            ],
+        )  # fmt: skip
+    _render_lateness(md, imp)
     md.add("<details><summary>Every step</summary>", "")
     md.table(
-        ["sender", "link", "IP packet", "target pps", "sent pps", "self-loss", "passed"],
+        ["sender", "link", "IP packet", "target pps", "sent pps", "self-loss", "passed",
+         "engine CPU per Mpkt"],
         [
             [
                 st["sender"],
@@ -539,11 +758,199 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
                 _pps(st["achieved_pps"]),
                 f"{st['self_loss'] * 100:.3f} %",
                 "yes" if st["ok"] else "no",
+                "" if st.get("cpu_s_per_mpkt") is None else f"{st['cpu_s_per_mpkt']:.2f} s",
             ]
             for st in imp["steps"]
         ],
-    )
+    )  # fmt: skip
     md.add("</details>", "")
+
+
+def _render_lateness(md: Markdown, imp: JSON) -> None:
+    s = imp["settings"]
+    rows = _lateness_rows(imp)
+    md.add("### Delay error and timer lateness", "")
+    md.para(
+        f"Each engine on a testbed with `delay_ms = {s['delay_ms']}` (queue_limit raised so"
+        " that every packet in flight fits), one Python sender sending 8-byte UDP datagrams at"
+        f" {' and '.join(_pps(r) for r in s.get('delay_rates', [s['delay_rate_pps']]))}"
+        " packets/s (in 1 ms batches above 1,000/s). *Engine lateness*: when the engine"
+        " wrote each packet minus when its schedule said (its ground truth). *Socket*: the"
+        f" one-way delay minus {s['delay_ms']} ms, from kernel receive timestamps. At the same"
+        " time, on the same machine, `bench/lateness_probe.c` (compiled with gcc for the run)"
+        " sleeps to absolute 1 ms deadlines with `clock_nanosleep(CLOCK_MONOTONIC,"
+        " TIMER_ABSTIME)`, timer slack 1 ns as the engine sets its own, for as long as the"
+        " sender sends, and reports how late it woke: what any sleeper on this machine"
+        " suffered meanwhile. The last column is the engine's p99 over the probe's p99 (1.0:"
+        " no later than any sleeper)."
+    )
+    if imp.get("probe_error"):
+        md.para(f"The probe was not run: {imp['probe_error']}.")
+    md.table(
+        ["engine", "pps", "packets (arrived)", "engine late mean / p50 / p99 / max",
+         "probe late mean / p50 / p99 / max", "socket + mean / p99", "engine p99 / probe p99"],
+        [
+            [
+                r["engine"],
+                _pps(r["rate_pps"]),
+                f"{r['samples']:,} ({r['received']:,})",
+                f"{r['engine_late_mean_ms']:.3f} / {r['engine_late_p50_ms']:.3f} /"
+                f" {r['engine_late_p99_ms']:.3f} / {r['engine_late_max_ms']:.3f} ms",
+                "n/a"
+                if not r.get("probe") or "p99_ms" not in r["probe"]
+                else f"{r['probe']['mean_ms']:.3f} / {r['probe']['p50_ms']:.3f} /"
+                f" {r['probe']['p99_ms']:.3f} / {r['probe']['max_ms']:.3f} ms",
+                f"{r['socket_error_mean_ms']:.3f} / {r['socket_error_p99_ms']:.3f} ms",
+                "n/a"
+                if r["late_p99_over_probe_p99"] is None
+                else f"**{r['late_p99_over_probe_p99']:.2f}x**",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def _render_differential(md: Markdown, outcome: Outcome) -> None:
+    rows = outcome.data.get("differential") or []
+    md.add("## Compiled core vs the Python reference model", "")
+    md.command(outcome)
+    md.para(
+        "`lab/impairment/differential.py` feeds the compiled model and the Python model the"
+        " same seed and the same synthetic packet sequence per scenario (every impairment"
+        " knob, both directions, per-direction overrides) and compares every decision and"
+        " every ground-truth row; no packets, no root. *Decisions/s* is packets decided per"
+        " second of each model's own time, one process, no I/O."
+    )
+    md.table(
+        ["scenario", "packets", "mismatches", "compiled decisions/s", "Python decisions/s",
+         "compiled / Python"],
+        [
+            [
+                r["scenario"],
+                f"{r['packets']:,}",
+                f"**{r['mismatches']:,}**",
+                f"{r['compiled_decisions_per_s'] / 1e6:.2f} M",
+                f"{r['python_decisions_per_s'] / 1e6:.3f} M",
+                f"{r['compiled_decisions_per_s'] / r['python_decisions_per_s']:.0f}x"
+                if r["python_decisions_per_s"]
+                else "n/a",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def _render_throughput(md: Markdown, outcome: Outcome) -> None:
+    tp = outcome.data
+    st, links, ratios = tp["settings"], tp["links"], tp["ratios"]
+    md.add("## TCP bulk: iperf3 through the engine vs a plain veth link", "")
+    md.command(outcome)
+    md.para(f"The same sender, {tp['iperf3']}, client and server:")
+    md.add("```sh", st["client_command"], st["server_command"], "```", "")
+    md.para(
+        "over three links kept up side by side: *engine*, `lab"
+        " testbed up` of a clean scenario (the compiled engine) with both ends started by"
+        ' `lab exec`; *engine-python*, the same with `[impairment] engine = "python"`;'
+        " *veth*, the same two namespaces joined by a plain veth pair, iperf3 through `ip"
+        f" netns exec`. {st['rounds']} rounds; each round measures every link once, seconds"
+        " apart (the order alternates), so each ratio below is of two tries of the same"
+        " round, and the headline is the median of those ratios. CPU is taken over the"
+        " transfer (first established connection to the client's exit): the engine process's"
+        " utime + stime and the whole machine's busy time (/proc/stat), per Gbit delivered"
+        " (CPU seconds per Gbit, which is also CPUs kept busy per Gbit/s). The machine's"
+        " figure includes other work; *others* is how many CPUs the machine kept busy in the"
+        " second before the try, with the iperf3 server idle."
+    )
+    md.para(
+        "*Limit* names the first party that was saturated over the transfer: the engine"
+        f" (>= {st['saturated']:g} CPU), iperf3's sender or receiver (>="
+        f" {st['saturated'] * 100:.0f} % of a CPU by iperf3's own count), or the machine (>="
+        f" {st['saturated'] * 100:.0f} % of its {st['cpus']} CPUs busy, other work included):"
+        " a figure limited by the sender or by a machine busy with other work is the"
+        " sender's or the machine's, not the link's. *Bytes per IP packet* is the bytes"
+        " delivered over the server's Ip.InReceives: the veth pair passes the sender's"
+        " GSO super-packets whole, the TUN link passes MTU-sized packets, each one read and"
+        " written by the engine."
+    )
+    md.table(
+        ["link", "Gbit/s (median)", "each round", "ratio to veth (median, each round)",
+         "engine CPU s / Gbit", "machine CPU s / Gbit", "bytes per IP packet", "limit"],
+        [
+            [
+                link,
+                f"**{links[link]['gbit_s']:.3f}**",
+                ", ".join(f"{g:.3f}" for g in links[link]["gbit_s_each"]),
+                "1"
+                if link == "veth"
+                else f"**{ratios[f'{link}_over_veth']['median']:.3f}** ("
+                + ", ".join(f"{r:.3f}" for r in ratios[f"{link}_over_veth"]["each"])
+                + ")",
+                "n/a"
+                if links[link]["engine_cpu_s_per_gbit"] is None
+                else f"{links[link]['engine_cpu_s_per_gbit']:.3f}",
+                f"{links[link]['machine_cpu_s_per_gbit']:.3f}",
+                "n/a"
+                if links[link].get("bytes_per_server_packet") is None
+                else f"{links[link]['bytes_per_server_packet']:,.0f}",
+                _limits(links[link]["limits"]),
+            ]
+            for link in ("engine", "engine-python", "veth")
+        ],
+    )  # fmt: skip
+    md.add("<details><summary>Every try</summary>", "")
+    md.table(
+        ["round", "link", "Gbit/s", "retransmits", "iperf3 CPU sender / receiver",
+         "engine CPU s", "machine CPU s", "window", "others", "limit"],
+        [
+            [
+                str(t["round"] + 1),
+                t["link"],
+                f"{t['gbit_s']:.3f}",
+                str(t["retransmits"]),
+                f"{t['sender_cpu_pct']:.0f} % / {t['receiver_cpu_pct']:.0f} %",
+                "n/a" if t["engine_cpu_s"] is None else f"{t['engine_cpu_s']:.2f}",
+                f"{t['machine_cpu_s']:.2f}",
+                f"{t['window_s']:.2f} s",
+                f"{t['background_cpus']:.2f} CPUs",
+                _limit_text(t["limit"]),
+            ]
+            for t in tp["tries"]
+        ],
+    )  # fmt: skip
+    md.add("</details>", "")
+    bulk = tp.get("lab_bulk")
+    if not bulk:
+        return
+    reference = tp["lab_bulk_reference"]
+    share = bulk["app_limited_share"]
+    md.add("### The lab's own TCP bulk vs iperf3", "")
+    md.para(
+        "Right after the last engine try, `lab run` of this scenario (a clean link, the"
+        " compiled engine, the lab's Python sender writing one message at a time with"
+        " TCP_NODELAY, both ends captured in full by the lab's sniffers, TCP_INFO sampled):"
+    )
+    md.add("```toml", bulk["scenario"].rstrip(), "```", "")
+    md.para(
+        f"Its summary.csv: goodput_bps **{bulk['goodput_bps'] / 1e9:.3f} Gbit/s**"
+        f" ({bulk['delivered']:,} of {bulk['sent']:,} messages delivered over"
+        f" {bulk['duration_s']:.2f} s, {bulk['tcp_retransmissions']:.0f} retransmissions;"
+        f" the whole command took {bulk['wall_s']:.0f} s with its analysis). iperf3 through"
+        f" the compiled engine just before it: {reference['gbit_s']:.3f} Gbit/s. Ratio"
+        f" **{tp['lab_bulk_over_iperf3_engine']:.2f}**."
+        + (
+            f" The lab's send queue (TCP_INFO notsent_bytes) was empty in {share:.0%} of the"
+            " samples taken during the transfer: "
+            + (
+                "the lab's sender, not the window or the link, held the transfer back most"
+                " of the time, so this is the lab sender's rate."
+                if share >= 0.5
+                else "data was mostly waiting for the window, so the link or the receiver"
+                " set the pace."
+            )
+            if share is not None
+            else ""
+        )
+    )
 
 
 def _render_capture(md: Markdown, outcome: Outcome) -> None:
@@ -669,6 +1076,7 @@ def _render_quickstart(md: Markdown, outcomes: list[Outcome], cpus: int) -> None
 def render(report: Report) -> str:
     md = Markdown()
     imp, cap, ana = report.impairment.data, report.capture.data, report.analysis.data
+    tp = report.throughput.data
     md.add("# Benchmarks", "")
     md.para(
         "Generated by `make bench` (`bench/report.py`): do not edit by hand, run `sudo make"
@@ -679,6 +1087,8 @@ def render(report: Report) -> str:
     _render_machine(md, report)
     _render_summary(md, report)
     _render_impairment(md, report.impairment)
+    _render_differential(md, report.differential)
+    _render_throughput(md, report.throughput)
     _render_capture(md, report.capture)
     _render_analysis(md, report.analysis)
     _render_quickstart(md, report.quickstart, int(report.machine["cpus"] or 0))
@@ -689,7 +1099,15 @@ def render(report: Report) -> str:
         " 1,000,000: tshark alone needs minutes for a million packets on 2 busy CPUs.",
         f"`bench/impairment.py`: {s['step_s']:g} s per Python step and {s['iperf3_step_s']} s"
         f" per iperf3 step, fixed ladders and {s['refine']} bisection step(s); the delay test"
-        f" sends {s['delay_samples']:,} packets.",
+        " sends "
+        + ", ".join(
+            f"{n:,} packets at {_pps(int(r))} pps"
+            for r, n in (s.get("delay_samples_per_rate") or {"1000": s["delay_samples"]}).items()
+        )
+        + ".",
+        f"`bench/throughput.py`: {tp['settings']['rounds']} rounds of"
+        f" {tp['settings']['seconds']} s iperf3 tries per link, one `lab run` bulk of"
+        f" {tp['settings']['seconds']} s.",
         f"`bench/capture.py`: its defaults ({cs['seconds_per_rate']:g} s per rate).",
         f"The quickstart runs {len(report.quickstart)} times.",
         "Every load stops by itself (fixed rates x fixed durations), and `bench/report.py`"
@@ -739,7 +1157,26 @@ def main(argv: list[str] | None = None) -> int:
     with _scratch() as out:
         steps: list[Callable[[], Outcome]] = [
             lambda: run_json(
-                "impairment", [python, "bench/impairment.py", "--iperf3", "--refine", "2"], out, 240
+                "impairment", [python, "bench/impairment.py", "--iperf3", "--refine", "2"], out, 600
+            ),
+            lambda: run_json(
+                "throughput",
+                [python, "bench/throughput.py", "--testbeds-file", str(out / "throughput.ids")],
+                out,
+                600,
+                listed=out / "throughput.ids",
+            ),
+            lambda: run_json(
+                "differential",
+                [
+                    python,
+                    "bench/impairment.py",
+                    "--differential-only",
+                    "--differential",
+                    str(DIFFERENTIAL_PACKETS),
+                ],
+                out,
+                600,
             ),
             lambda: run_json("capture", [python, "bench/capture.py"], out, 120),
             lambda: run_json(
@@ -768,8 +1205,10 @@ def main(argv: list[str] | None = None) -> int:
         others_cpus=max(0.0, others / seconds),
         machine=info,
         impairment=outcomes[0],
-        capture=outcomes[1],
-        analysis=outcomes[2],
+        throughput=outcomes[1],
+        differential=outcomes[2],
+        capture=outcomes[3],
+        analysis=outcomes[4],
         quickstart=quick,
     )
     _write_atomically(args.output, render(report))
