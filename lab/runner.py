@@ -62,11 +62,16 @@ def _quiet(_: str) -> None:
 
 
 def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
-    """One row per exchange: ports, times and the kernel's counters on both ends."""
+    """One row per exchange (per flow): ports, times and the kernel's counters on both ends.
+
+    The counters are the namespace's: with parallel flows, each row's cover every flow
+    while that one ran (they overlap; do not add them up).
+    """
     rows = []
     for exchange in exchanges:
         row: dict[str, object] = {
             "protocol": exchange.protocol.value,
+            "flow": exchange.flow,
             "client_port": exchange.client.local_port,
             "server_port": exchange.server.local_port,
             "congestion_control": exchange.client.congestion_control or None,
@@ -100,7 +105,7 @@ def _take_ground_truth(npz: Path) -> tuple[pd.DataFrame | None, dict[str, object
 
 def _exchange(
     scenario: Scenario, protocol: Protocol, testbed: Testbed
-) -> tuple[ExchangeResult, pd.DataFrame | None]:
+) -> tuple[list[ExchangeResult], pd.DataFrame | None]:
     """One protocol's exchange; under latency_under_load with the probe around it.
 
     The probe runs ``probe_idle_s`` alone before the load starts and after it ends, so
@@ -111,12 +116,12 @@ def _exchange(
     probe = start_probe(scenario, testbed)
     try:
         time.sleep(scenario.workload.probe_idle_s)
-        exchange = run_exchange(scenario, protocol, testbed)
+        flows = run_exchange(scenario, protocol, testbed)
         time.sleep(scenario.workload.probe_idle_s)
     except BaseException:
         probe.close()
         raise
-    return exchange, probe.stop(protocol)
+    return flows, probe.stop(protocol)
 
 
 def run_scenario(
@@ -179,8 +184,8 @@ def run_scenario(
                 hosts = (testbed.client, testbed.server)
                 try:
                     with capture_link(folder.io_path, protocol.value, hosts) as stats:
-                        exchange, probe_rows = _exchange(scenario, protocol, testbed)
-                        exchanges.append(exchange)
+                        flows, probe_rows = _exchange(scenario, protocol, testbed)
+                        exchanges += flows
                         if probe_rows is not None:
                             probes.append(probe_rows)
                 except ExchangeError as error:  # the other protocols still run and count

@@ -69,6 +69,8 @@ Port = Annotated[int, Strict(), Field(ge=0, le=65535)]
 
 #: Messages one run may hold per protocol (the ``count`` limit; bulk's default cap).
 MAX_MESSAGES = 1_000_000
+#: Most parallel flows of one protocol (iperf3 allows 128; two cores do not).
+MAX_PARALLEL = 16
 #: How long a bulk workload sends when the file gives no duration_s.
 DEFAULT_BULK_DURATION_S = 3.0
 
@@ -84,6 +86,9 @@ class Workload(_Frozen):
     duration_s: Annotated[float, Strict(), Field(gt=0, le=600)] | None = None
     """``bulk`` only: how long to send (default :data:`DEFAULT_BULK_DURATION_S`); ``count``
     then caps the messages (default the most a run may hold, 1,000,000)."""
+    parallel: Annotated[int, Strict(), Field(ge=1, le=MAX_PARALLEL)] = 1
+    """TCP flows at once (iperf3 -P), each its own connection to its own server port
+    (``ports.tcp`` + flow): bulk workloads over TCP only. They share ``count``."""
     probe_hz: Annotated[float, Strict(), Field(ge=1, le=100)] = 20.0
     """``latency_under_load``: UDP and TCP probes per second (flent's RRUL uses 5-100)."""
     probe_idle_s: Annotated[float, Strict(), Field(ge=0.2, le=30)] = 1.0
@@ -109,6 +114,15 @@ class Workload(_Frozen):
             raise ValueError(
                 f'@{probing[0]}@ only for pattern = "latency_under_load" (the probe runs '
                 "beside a bulk load)"
+            )
+        if self.count < self.parallel:
+            raise ValueError(
+                f"@count@ {self.count} messages cannot be shared by {self.parallel} parallel flows"
+            )
+        if self.parallel > 1 and not self.bulk:
+            raise ValueError(
+                '@parallel@ parallel flows are a bulk test (iperf3 -P): pattern = "bulk" or '
+                '"latency_under_load"'
             )
         if self.bulk and "count" not in self.model_fields_set:
             return self.model_copy(update={"count": MAX_MESSAGES})
@@ -147,7 +161,7 @@ class Ports(_Frozen):
 
     tcp: Port = 50000
     udp: Port = 50001
-    probe: Port = 50002
+    probe: Port = 50100
     """latency_under_load: the probe's UDP and TCP port."""
     allow_privileged: StrictBool = False
 
@@ -331,6 +345,22 @@ class Scenario(_Frozen):
         if len(set(self.protocols)) != len(self.protocols):
             raise ValueError("@protocols@ each protocol may appear once")
         datagrams = [p.value for p in self.protocols if p is not Protocol.TCP]
+        if self.workload.parallel > 1 and datagrams:
+            raise ValueError(
+                f"@workload.parallel@ parallel flows are TCP only for now; drop "
+                f"{' and '.join(datagrams)} from protocols or set parallel = 1"
+            )
+        flows = range(self.ports.tcp, self.ports.tcp + self.workload.parallel)
+        if self.workload.parallel > 1 and flows[-1] > 65535:
+            raise ValueError(
+                f"@workload.parallel@ {self.workload.parallel} flows need TCP ports "
+                f"{flows[0]}-{flows[-1]}: past 65535"
+            )
+        if self.workload.probing and self.ports.probe in flows:
+            raise ValueError(
+                f"@ports.probe@ {self.ports.probe} is one of the TCP flows' ports "
+                f"({flows[0]}-{flows[-1]}): the probe needs its own"
+            )
         if (
             self.workload.bulk
             and self.workload.rate is None

@@ -211,7 +211,7 @@ def test_udp_bulk_sends_at_its_rate_for_its_duration(
 def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     tmp_path: Path, queue_limit: int, no_leftover_namespaces: None
 ) -> None:
-    """bufferbloat: a UDP load at twice the bottleneck keeps its queue full; the probe's
+    """bufferbloat: a UDP load at three times the bottleneck keeps its queue full; the probe's
     round trip grows by the queue's drain time (±20 %).
 
     The drain time is that of the packets ahead of an accepted probe: queue_limit counts
@@ -225,7 +225,7 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     scenario = write_scenario(
         tmp_path,
         f'name = "bloat"\nprotocols = ["udp"]\n[workload]\npattern = "latency_under_load"\n'
-        f"size = {size}\nduration_s = 5.0\nrate = 360\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
+        f"size = {size}\nduration_s = 5.0\nrate = 540\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
         f"[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\nqueue_limit = {queue_limit}\n",
     )
     run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
@@ -240,3 +240,75 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     probes = run.table("probe")
     assert set(probes["phase"]) == {"idle", "load", "after"}
     assert set(probes["probe"]) == {"udp", "tcp"}
+
+
+def test_parallel_is_a_tcp_bulk_test(tmp_path: Path) -> None:
+    for text, message in (
+        ('name = "p"\nprotocols = ["tcp"]\n[workload]\nparallel = 2\n', "workload.parallel:"),
+        (
+            'name = "p"\n[workload]\npattern = "bulk"\nrate = 100\nparallel = 2\n',
+            "workload.parallel: parallel flows are TCP only",
+        ),
+        (
+            'name = "p"\nprotocols = ["tcp"]\n[ports]\nprobe = 50003\n[workload]\n'
+            'pattern = "latency_under_load"\nparallel = 4\n',
+            "ports.probe: 50003 is one of the TCP flows' ports",
+        ),
+    ):
+        path = write_scenario(tmp_path, text)
+        with pytest.raises(ScenarioError) as error:
+            load_scenario(path)
+        assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
+
+
+def test_jain_index() -> None:
+    from lab.analysis.summary import jain_index
+
+    assert jain_index([5.0, 5.0, 5.0, 5.0]) == pytest.approx(1.0)
+    assert jain_index([10.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)  # 1/n: one takes all
+    assert jain_index([3.0, 1.0]) == pytest.approx(16 / 20)
+    assert math.isnan(jain_index([]))
+
+
+@pytest.mark.requires_root
+def test_parallel_flows_share_a_rate_limited_link(
+    tmp_path: Path, no_leftover_namespaces: None
+) -> None:
+    """4 TCP flows through 20 Mbit/s: per-flow rows, Jain's index, shares add up to the link."""
+    from lab import load_run
+    from lab.analysis.summary import jain_index
+
+    rate_bps = 20_000_000
+    scenario = write_scenario(
+        tmp_path,
+        'name = "par"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nsize = 1400\n'
+        f"duration_s = 4.0\nparallel = 4\n[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\n",
+    )
+    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    flows = run.table("flows")
+    assert flows["flow"].tolist() == [0, 1, 2, 3]
+    assert flows["share"].sum() == pytest.approx(1.0)
+    payload_rate = rate_bps * 1448 / 1500  # full segments: 52 header bytes per 1448
+    total = float(flows["goodput_bps"].sum())
+    assert abs(total - payload_rate) <= 0.05 * payload_rate, (total, payload_rate)
+    summary = run.summary.set_index("protocol").loc["tcp"]
+    assert int(summary["flows"]) == 4
+    assert float(summary["jain_index"]) == pytest.approx(jain_index(list(flows["goodput_bps"])))
+    assert (run.messages.groupby("flow")["seq"].min() == 0).all()  # each flow its own seqs
+    exchanges = run.table("exchanges")
+    assert sorted(exchanges["server_port"]) == [50000, 50001, 50002, 50003]
+    assert exchanges["client_port"].nunique() == 4
+    assert set(run.table("tcp_info")["flow"]) == {0, 1, 2, 3}
+    assert set(run.table("tcp_stats")["flow"]) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("pattern", ["bulk", "latency_under_load"])
+def test_a_bulk_runs_tables_are_bounded_by_the_largest_count(pattern: str) -> None:
+    """A bulk scenario without count sends until its time is up: its folder's bound too."""
+    from lab.results._checks import max_rows, workload_of
+
+    workload = workload_of({"protocols": ["udp"], "workload": {"pattern": pattern}}, {})
+    assert workload.count == MAX_MESSAGES
+    assert max_rows("messages", workload) >= MAX_MESSAGES
+    stream = workload_of({"protocols": ["udp"], "workload": {"pattern": "stream"}}, {})
+    assert stream.count == 1000  # the scenario default

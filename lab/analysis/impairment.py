@@ -28,16 +28,23 @@ def packets_of_exchange(
 
 
 def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) -> pd.DataFrame:
-    """Per protocol and direction: packets the engine saw and what it did to them."""
+    """Per protocol and direction: packets the engine saw and what it did to them.
+
+    A protocol with parallel flows has one exchanges row per flow (each its own server
+    port): their packets count together.
+    """
     rows = []
-    for _, exchange in exchanges.iterrows():
-        packets = packets_of_exchange(
-            ground_truth, exchange["protocol"], int(exchange["server_port"])
-        )
+    for protocol, flows in exchanges.groupby("protocol", sort=False):
+        parts = [
+            packets_of_exchange(ground_truth, str(protocol), int(port))
+            for port in flows["server_port"]
+        ]
+        packets = pd.concat(parts)
+        packets = packets.loc[~packets.index.duplicated()]
         for direction, group in packets.groupby("direction", observed=False):
             rows.append(
                 {
-                    "protocol": exchange["protocol"],
+                    "protocol": protocol,
                     "direction": direction,
                     "packets": len(group),
                     "dropped_loss": int((group["fate"] == "dropped-loss").sum()),

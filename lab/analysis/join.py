@@ -13,7 +13,7 @@ stands out as ``unexplained``: a self-induced loss or a bug.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from lab.errors import AnalysisError
 
 EXPLAINED_COLUMNS = (
     "protocol",
+    "flow",
     "seq",
     "kind",
     "cause",
@@ -243,6 +244,7 @@ def explain_udp_losses(
     return pd.DataFrame(
         {
             "protocol": protocol,
+            "flow": 0,  # the caller says which flow (explain does)
             "seq": seqs.to_numpy(),
             "kind": "lost",
             "cause": cause.to_numpy(),
@@ -542,6 +544,7 @@ def explain_tcp_delays(
     return pd.DataFrame(
         {
             "protocol": "tcp",
+            "flow": 0,  # the caller says which flow (explain does)
             "seq": hol["seq"].to_numpy(dtype=np.int64)[sel],
             "kind": "late",
             "cause": cause.to_numpy(),
@@ -1048,7 +1051,7 @@ def explain(
     ground_truth: pd.DataFrame,
     *,
     packets: Callable[[str, str], pd.DataFrame | None],
-    tcp: TcpWireAnalysis | None = None,
+    tcp: Mapping[int, TcpWireAnalysis] | None = None,
     client_address: str | None = None,
     engine_overload: int | None = None,
     late_ns: float | None = None,
@@ -1056,39 +1059,45 @@ def explain(
     """The ``explained`` table of a run: UDP and RAW losses, late TCP messages.
 
     ``packets(protocol, side)`` gives a capture's packets (None: not captured);
-    ``tcp`` is the run's :func:`~lab.analysis.wire.analyze_tcp` result (late TCP
-    messages are skipped without it); ``engine_overload`` the packets the client's TUN
+    ``tcp`` maps each TCP flow to its :func:`~lab.analysis.wire.analyze_tcp` result (late
+    TCP messages are skipped without it); each exchanges row is one flow, and its rows
+    say which (``flow``); ``engine_overload`` the packets the client's TUN
     device dropped because the engine did not read them.
     """
     parts = [_empty()]
     for _, row in exchanges.iterrows():
         protocol = str(row["protocol"])
         ports = _port(row.get("client_port")), _port(row.get("server_port"))
+        flow = _port(row.get("flow"))  # 0 in a run of format 1
+        mine = messages
+        if "flow" in messages:
+            mine = messages.loc[(messages["protocol"] != protocol) | (messages["flow"] == flow)]
         if protocol in ("udp", "raw"):
             counter = "server.Raw.Drops" if protocol == "raw" else "server.Udp.RcvbufErrors"
             captured = [packets(protocol, side) for side in ("client", "server")]
-            parts.append(
-                explain_udp_losses(
-                    messages,
-                    ground_truth,
-                    *ports,
-                    client_packets=captured[0],
-                    server_packets=captured[1],
-                    protocol=protocol,
-                    client_address=client_address,
-                    receive_drops=_count(row.get(counter)),
-                    engine_overload=engine_overload,
-                )
+            part = explain_udp_losses(
+                mine,
+                ground_truth,
+                *ports,
+                client_packets=captured[0],
+                server_packets=captured[1],
+                protocol=protocol,
+                client_address=client_address,
+                receive_drops=_count(row.get(counter)),
+                engine_overload=engine_overload,
             )
-        elif protocol == "tcp" and tcp is not None:
-            parts.append(explain_tcp_delays(messages, ground_truth, tcp, *ports, late_ns=late_ns))
+        elif protocol == "tcp" and tcp is not None and flow in tcp:
+            part = explain_tcp_delays(mine, ground_truth, tcp[flow], *ports, late_ns=late_ns)
+        else:
+            continue
+        parts.append(part.assign(flow=flow))
     frames = [p for p in parts if not p.empty]
     if not frames:
         return _empty()
     return pd.concat(frames, ignore_index=True)[list(EXPLAINED_COLUMNS)]
 
 
-def explain_run(folder: Path, *, tcp: TcpWireAnalysis | None = None) -> pd.DataFrame:
+def explain_run(folder: Path, *, tcp: Mapping[int, TcpWireAnalysis] | None = None) -> pd.DataFrame:
     """:func:`explain` for a finished run's folder (read through :mod:`lab.results`).
 
     A run without impairment.csv (no ground truth) raises AnalysisError.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from lab.analysis import join
-from lab.analysis._wire_tcp import TcpWireAnalysis, analyze_tcp, empty_tables
+from lab.analysis._wire_tcp import TcpWireAnalysis, analyze_tcp_frames, empty_tables
 from lab.analysis.context import (
     FIRST_TX_COLUMNS,
     datagram_first_transmissions,
@@ -27,7 +27,7 @@ from lab.analysis.context import (
 )
 from lab.analysis.impairment import DATAGRAM_PROTOCOLS, impairment_by_protocol
 from lab.analysis.probe import probe_phases, probe_summary
-from lab.analysis.summary import summarize
+from lab.analysis.summary import flow_table, summarize
 from lab.analysis.timeseries import DEFAULT_INTERVAL_MS, timeseries
 from lab.impairment.groundtruth import accounting
 from lab.pcap import read_pcap
@@ -48,6 +48,7 @@ TABLES = (
     "explained",
     "explained_summary",
     "timeseries",
+    "flows",
     "probe",
 )
 
@@ -113,6 +114,7 @@ def analyze_run(record: RunRecord) -> RunAnalysis:
         summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
     tables.update(wire_tables(record))
     tables["timeseries"] = timeseries(record.messages, record.interval_ms)
+    tables["flows"] = flow_table(record.messages)
     if record.probes is not None:
         tables["probe"] = probe_phases(record.probes, record.messages)
         figures = probe_summary(tables["probe"]).set_index("protocol")
@@ -136,27 +138,60 @@ def wire_tables(record: RunRecord) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _tcp_tables(record: RunRecord) -> tuple[TcpWireAnalysis | None, dict[str, pd.DataFrame]]:
+def _tcp_tables(
+    record: RunRecord,
+) -> tuple[dict[int, TcpWireAnalysis], dict[str, pd.DataFrame]]:
+    """The TCP wire view of every TCP flow (one capture pair holds them all), by flow."""
     tcp_rows = record.exchanges.loc[record.exchanges["protocol"] == "tcp"]
     if tcp_rows.empty:
-        return None, empty_tables()
-    row = tcp_rows.iloc[0]
-    analysis = analyze_tcp(
-        record.pcap("tcp", "client"),
-        record.pcap("tcp", "server"),
-        record.messages,
-        int(row["client_port"]),
-        int(row["server_port"]),
+        return {}, empty_tables()
+    client, server = (
+        read_pcap(record.pcap("tcp", side), tcp_options=True).packets
+        for side in ("client", "server")
     )
-    return analysis, {
-        "tcp_segments": analysis.segments,
-        "tcp_stats": analysis.stats,
-        "rtt_samples": analysis.rtt_samples,
-        "hol": analysis.hol,
+    analyses: dict[int, TcpWireAnalysis] = {}
+    for _, row in tcp_rows.iterrows():
+        flow = _flow_of(row)
+        analyses[flow] = analyze_tcp_frames(
+            client,
+            server,
+            _flow_messages(record.messages, "tcp", flow),
+            int(row["client_port"]),
+            int(row["server_port"]),
+        )
+    tag = "flow" in record.exchanges  # format 2: every wire table says which flow
+
+    def tagged(name: str) -> pd.DataFrame:
+        frames: list[pd.DataFrame] = [getattr(a, name) for a in analyses.values()]
+        if not tag:
+            return frames[0]
+        flows = [f.assign(flow=flow) for flow, f in zip(analyses, frames, strict=True)]
+        frame = pd.concat(flows, ignore_index=True)
+        return frame[["flow", *[c for c in frame.columns if c != "flow"]]]
+
+    return analyses, {
+        "tcp_segments": tagged("segments"),
+        "tcp_stats": tagged("stats"),
+        "rtt_samples": tagged("rtt_samples"),
+        "hol": tagged("hol"),
     }
 
 
-def _explained(record: RunRecord, tcp: TcpWireAnalysis | None) -> pd.DataFrame:
+def _flow_of(row: pd.Series) -> int:
+    """The flow of an exchanges.csv row (0 in a run of format 1, before parallel flows)."""
+    value = row.get("flow")
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def _flow_messages(messages: pd.DataFrame, protocol: str, flow: int) -> pd.DataFrame:
+    """One flow's messages (all of the protocol's when the table has no flow column)."""
+    mine = messages["protocol"] == protocol
+    if "flow" in messages:
+        mine &= messages["flow"] == flow
+    return messages.loc[mine]
+
+
+def _explained(record: RunRecord, tcp: dict[int, TcpWireAnalysis]) -> pd.DataFrame:
     assert record.ground_truth is not None
     return join.explain(
         record.messages,

@@ -34,6 +34,8 @@ SUMMARY_COLUMNS = (
     "rtt_p99_ms",
     "goodput_bps",
     "duration_s",
+    "flows",
+    "jain_index",
 )
 
 _NS_PER_MS = 1e6
@@ -78,12 +80,25 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
 
     owd_ns = metrics.one_way_delay(t_send, t_recv)
 
-    arrived = df.loc[delivered_mask]
-    order = _arrival_order(arrived)
-    arrivals_seq = _column(arrived, "seq").to_numpy(dtype=np.int64)[order]
-    jitter_ns = metrics.interarrival_jitter(
-        _column(arrived, "t_send_ns").iloc[order], _column(arrived, "t_recv_ns").iloc[order]
-    )
+    # order-dependent figures per flow (each has its own seq and arrival order), then
+    # summed (reordered arrivals) or averaged (jitter) over the flows
+    flows = [group for _, group in _flows(df)]
+    reordered = 0
+    jitters = []
+    for flow in flows:
+        arrived = flow.loc[_column(flow, "t_recv_ns").notna().to_numpy(dtype=np.bool_)]
+        order = _arrival_order(arrived)
+        reordered += metrics.reordered_count(
+            _column(arrived, "seq").to_numpy(dtype=np.int64)[order]
+        )
+        jitters.append(
+            metrics.interarrival_jitter(
+                _column(arrived, "t_send_ns").iloc[order], _column(arrived, "t_recv_ns").iloc[order]
+            )
+        )
+    defined = [j for j in jitters if not np.isnan(j)]
+    jitter_ns = float(np.mean(defined)) if defined else float("nan")
+    shares = [_goodput(flow) for flow in flows]
 
     copies = (
         _column(df, "copies").fillna(0)
@@ -106,7 +121,7 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
         "delivered": delivered,
         "lost": sent - delivered,
         "loss_pct": 100.0 * metrics.loss_ratio(~delivered_mask),
-        "out_of_order": metrics.reordered_count(arrivals_seq),
+        "out_of_order": reordered,
         "duplicates": metrics.extra_copies(copies),
         "owd_min_ms": metrics.delay_min(owd_ns) / _NS_PER_MS,
         "owd_p50_ms": metrics.delay_median(owd_ns) / _NS_PER_MS,
@@ -118,7 +133,89 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
         "rtt_p99_ms": metrics.delay_percentile(rtt, 99) / _NS_PER_MS,
         "goodput_bps": goodput,
         "duration_s": (last_event - first_send) / _NS_PER_S if sent else float("nan"),
+        "flows": len(flows),
+        "jain_index": jain_index(shares) if len(flows) > 1 else float("nan"),
     }
+
+
+def _flows(df: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """The protocol's flows (one when there is no ``flow`` column: format 1, or one flow)."""
+    if "flow" not in df.columns or df.empty:
+        return [(0, df)]
+    return [(int(group["flow"].iloc[0]), group) for _, group in df.groupby("flow", sort=True)]
+
+
+def _goodput(df: pd.DataFrame) -> float:
+    """Delivered message bytes over first send to last delivery, bit/s (NaN: none)."""
+    t_recv = _column(df, "t_recv_ns")
+    delivered = t_recv.notna().to_numpy(dtype=np.bool_)
+    if not delivered.any():
+        return float("nan")
+    span = int(t_recv.max()) - int(_column(df, "t_send_ns").min())
+    size = _column(df, "size").to_numpy(dtype=np.int64, na_value=0)[delivered].sum()
+    return float(size) * 8 / (span / _NS_PER_S) if span > 0 else float("nan")
+
+
+def jain_index(rates: list[float]) -> float:
+    """Jain's fairness index (Jain, Chiu, Hawe 1984; RFC 5166 §4.4): (Σx)² / (n Σx²).
+
+    1 when every flow gets the same, 1/n when one flow gets everything; NaN without rates.
+    """
+    values = np.asarray([r for r in rates if not np.isnan(r)], dtype=np.float64)
+    if values.size == 0 or not (values > 0).any():
+        return float("nan")
+    return float(values.sum() ** 2 / (values.size * (values**2).sum()))
+
+
+FLOW_COLUMNS = (
+    "protocol",
+    "flow",
+    "sent",
+    "delivered",
+    "goodput_bps",
+    "owd_p50_ms",
+    "owd_p99_ms",
+    "share",
+)
+
+
+def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
+    """``flows.csv``: one row per protocol and flow, and each flow's share of its protocol.
+
+    ``share`` is the flow's goodput over the sum of its protocol's flows' goodputs.
+    """
+    rows = []
+    for protocol in pd.unique(messages["protocol"]):
+        df = messages.loc[messages["protocol"] == protocol]
+        for flow, group in _flows(df):
+            delivered = _column(group, "t_recv_ns").notna()
+            owd = metrics.one_way_delay(_column(group, "t_send_ns"), _column(group, "t_recv_ns"))
+            rows.append(
+                {
+                    "protocol": str(protocol),
+                    "flow": flow,
+                    "sent": len(group),
+                    "delivered": int(delivered.sum()),
+                    "goodput_bps": _goodput(group),
+                    "owd_p50_ms": metrics.delay_median(owd) / _NS_PER_MS,
+                    "owd_p99_ms": metrics.delay_percentile(owd, 99) / _NS_PER_MS,
+                }
+            )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "protocol",
+            "flow",
+            "sent",
+            "delivered",
+            "goodput_bps",
+            "owd_p50_ms",
+            "owd_p99_ms",
+        ],
+    )
+    total = frame.groupby("protocol")["goodput_bps"].transform("sum")
+    frame["share"] = frame["goodput_bps"] / total.where(total > 0)
+    return frame
 
 
 def _arrival_order(arrived: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.intp]]:

@@ -96,11 +96,13 @@ def _one_protocol(protocol: str, df: pd.DataFrame, interval_ms: float) -> pd.Dat
     p99 = grouped.quantile(0.99).reindex(range(intervals))
 
     out_of_order = np.zeros(intervals, dtype=np.int64)
-    if arrived.any():
-        order = _arrival_order(df.loc[arrived])
-        seqs = df["seq"].to_numpy(dtype=np.int64)[arrived][order]
+    flows = df["flow"].to_numpy(dtype=np.int64) if "flow" in df else np.zeros(len(df), np.int64)
+    for flow in np.unique(flows[arrived]):  # each flow has its own seq and arrival order
+        mine = arrived & (flows == flow)
+        order = _arrival_order(df.loc[mine])
+        seqs = df["seq"].to_numpy(dtype=np.int64)[mine][order]
         flags = metrics.reordered(seqs)
-        out_of_order = np.bincount(bins[order][flags], minlength=intervals)
+        out_of_order += np.bincount(recv_bin[mine][order][flags], minlength=intervals)
 
     start_s = np.arange(intervals) * interval_ms / 1e3
     end_s = start_s + interval_ms / 1e3

@@ -205,6 +205,8 @@ def print_summary(summary: object, title: str) -> None:
             ("send_rate_bps", "sent Mbit/s", "{:.3f}"),
             ("backlog_p99_ms", "send backlog p99 ms", "{:.3f}"),
         ]
+    if "flows" in summary and (summary["flows"].fillna(1) > 1).any():  # parallel flows
+        columns += [("flows", "flows", "{:d}"), ("jain_index", "Jain's index", "{:.3f}")]
     if "probe_rtt_load_ms" in summary:  # latency under load: the probe beside each load
         columns += [
             ("probe_rtt_idle_ms", "probe RTT idle ms", "{:.1f}"),

@@ -41,6 +41,7 @@ __all__ = [
 #: Columns of ``messages.csv`` (see results/README.md for units).
 MESSAGE_COLUMNS = (
     "protocol",
+    "flow",
     "seq",
     "size",
     "t_send_ns",
@@ -75,22 +76,31 @@ class ExchangeResult:
     server: EndpointResult
     started_ns: int
     ended_ns: int
+    flow: int = 0
+    """Which of the protocol's parallel flows (0 when there is one)."""
 
 
-def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> EndpointSettings:
-    """The endpoint settings of ``protocol`` under ``scenario`` on ``testbed``."""
-    port = scenario.ports.tcp if protocol is Protocol.TCP else scenario.ports.udp
+def settings_for(
+    scenario: Scenario, protocol: Protocol, testbed: Testbed, flow: int = 0
+) -> EndpointSettings:
+    """The endpoint settings of ``protocol``'s flow ``flow`` under ``scenario`` on ``testbed``.
+
+    Parallel flows differ only in their server port (``ports.tcp`` + flow), so each has its
+    own connection and, in the engine, its own random streams (keyed by the server port).
+    """
+    port = scenario.ports.tcp + flow if protocol is Protocol.TCP else scenario.ports.udp
     if protocol is Protocol.RAW:
         port = 0  # raw IP has no ports: the server gets every protocol-253 packet
     workload = scenario.workload
     rate = workload.messages_per_second
     if workload.bulk and protocol is Protocol.TCP:
         rate = math.inf  # as fast as TCP allows: its window and the socket buffer set the pace
+    flows = workload.parallel if protocol is Protocol.TCP else 1
     return EndpointSettings(
         server_address=testbed.server.address,
         client_address=testbed.client.address,
         port=port,
-        count=scenario.workload.count,
+        count=workload.count // flows,  # parallel flows share the count (a cap, in bulk)
         size=scenario.workload.size,
         rate=rate,
         echo=scenario.workload.pattern is Pattern.ECHO,
@@ -105,39 +115,67 @@ def settings_for(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> En
     )
 
 
-def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> ExchangeResult:
-    """Run the workload over ``protocol``; raise :class:`ExchangeError` if an end fails."""
+def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> list[ExchangeResult]:
+    """Run the workload over ``protocol``, one result per flow (``workload.parallel``).
+
+    Every flow's server starts and listens first; then every client; the flows run at
+    once, each a client and a server process of its own. Raises :class:`ExchangeError`
+    if an end of any flow fails.
+    """
     if protocol not in _ENDPOINTS:
         raise ExchangeError(f"protocol {protocol.value!r} has no exchange yet")
     serve, run_client = _ENDPOINTS[protocol]
-    settings = settings_for(scenario, protocol, testbed)
-    budget_s = scenario.workload.send_duration_s + settings.run_timeout_s
+    flows = range(scenario.workload.parallel if protocol is Protocol.TCP else 1)
+    settings = [settings_for(scenario, protocol, testbed, flow) for flow in flows]
+    budget_s = scenario.workload.send_duration_s + settings[0].run_timeout_s
+    drain_s = settings[0].drain_timeout_s
     started = time.time_ns()
     processes: list[BaseProcess] = []
+    servers, clients = [], []
     try:
-        server, server_control = spawn(testbed.server.netns, "server", partial(serve, settings))
-        processes.append(server)
-        _expect(server_control, "ready", settings.connect_timeout_s, protocol, "server")
-        client, client_control = spawn(
-            testbed.client.netns, "client", partial(run_client, settings)
-        )
-        processes.append(client)
-        client_result = _result(client_control, budget_s, protocol, "client")
-        with contextlib.suppress(BrokenPipeError):  # a TCP server may be done already
-            server_control.send(
-                ("sender_done", time.time_ns() + int(settings.drain_timeout_s * 1e9))
+        for flow, flow_settings in zip(flows, settings, strict=True):
+            server, control = spawn(
+                testbed.server.netns, _role("server", flow), partial(serve, flow_settings)
             )
-        server_result = _result(
-            server_control, settings.drain_timeout_s + budget_s, protocol, "server"
-        )
+            processes.append(server)
+            servers.append(control)
+            _expect(control, "ready", flow_settings.connect_timeout_s, protocol, "server")
+        for flow, flow_settings in zip(flows, settings, strict=True):
+            client, control = spawn(
+                testbed.client.netns, _role("client", flow), partial(run_client, flow_settings)
+            )
+            processes.append(client)
+            clients.append(control)
+        client_results = [_result(c, budget_s, protocol, "client") for c in clients]
+        for control in servers:
+            with contextlib.suppress(BrokenPipeError):  # a TCP server may be done already
+                control.send(("sender_done", time.time_ns() + int(drain_s * 1e9)))
+        server_results = [_result(c, drain_s + budget_s, protocol, "server") for c in servers]
     finally:
         for process in processes:
             process.join(2.0)
             if process.is_alive():
                 process.kill()
                 process.join()
-    messages = build_messages(protocol, settings, client_result, server_result)
-    return ExchangeResult(protocol, messages, client_result, server_result, started, time.time_ns())
+    ended = time.time_ns()
+    return [
+        ExchangeResult(
+            protocol,
+            build_messages(protocol, flow_settings, client_result, server_result, flow),
+            client_result,
+            server_result,
+            started,
+            ended,
+            flow,
+        )
+        for flow, flow_settings, client_result, server_result in zip(
+            flows, settings, client_results, server_results, strict=True
+        )
+    ]
+
+
+def _role(role: str, flow: int) -> str:
+    return role if flow == 0 else f"{role}-{flow}"
 
 
 #: Columns of ``probe.csv`` (latency_under_load): one row per probe sent.
@@ -218,11 +256,13 @@ def start_probe(scenario: Scenario, testbed: Testbed) -> ProbeHandle:
 def tcp_info_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
     """``tcp_info.csv``: the TCP sender's TCP_INFO samples, oldest first."""
     rows = [
-        sample_row(t_ns, parse_tcp_info(raw), exchange.client.congestion_control)
+        {"flow": exchange.flow}
+        | sample_row(t_ns, parse_tcp_info(raw), exchange.client.congestion_control)
         for exchange in exchanges
         for t_ns, raw in exchange.client.tcp_info
     ]
-    return pd.DataFrame(rows, columns=list(TCP_INFO_COLUMNS))
+    columns = ["protocol", "flow", *TCP_INFO_COLUMNS[1:]]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _expect(
@@ -252,6 +292,7 @@ def build_messages(
     settings: EndpointSettings,
     client: EndpointResult,
     server: EndpointResult,
+    flow: int = 0,
 ) -> pd.DataFrame:
     """One row per message: what was sent, when (and how often) it arrived."""
     count = settings.count
@@ -261,6 +302,7 @@ def build_messages(
     frame = pd.DataFrame(
         {
             "protocol": protocol.value,
+            "flow": np.full(count, flow, dtype=np.int64),
             "seq": np.arange(count, dtype=np.int64),
             "size": np.full(count, settings.size, dtype=np.int64),
             "t_send_ns": np.asarray(client.t_send_ns[:count], dtype=np.int64),

@@ -70,6 +70,8 @@ MAX_TCP_INFO_SAMPLES = 210_001
 #: Latency probes per load protocol: UDP and TCP at 100 Hz at most, over the longest run,
 #: drain and idle periods, (3600 s + 600 s + 2 x 30 s) x 100 x 2.
 MAX_PROBES = 852_000
+#: Parallel flows of one protocol (lab.scenario.MAX_PARALLEL).
+MAX_PARALLEL = 16
 #: A sweep sweeps one parameter; a sweep.csv merged by hand may hold a few.
 MAX_SWEEP_PARAMETERS = 4
 
@@ -81,6 +83,8 @@ class Workload:
     protocols: tuple[str, ...] = ALL_PROTOCOLS
     count: int = MAX_COUNT
     size: int = MAX_SIZE
+    #: TCP flows at once (workload.parallel); unknown: the most there can be.
+    parallel: int = 1
     #: values x repetitions of a sweep (its folder's meta.json), 1 for a run.
     sweep_cells: int = MAX_SWEEP_VALUES * MAX_SWEEP_REPEAT
     known: bool = False
@@ -90,11 +94,12 @@ class Workload:
         if table == "sweep":
             return f"a sweep of {self.sweep_cells:,} cell(s) x {len(self.protocols)} protocol(s)"
         what = "a run of" if self.known else "any run (scenario.toml unreadable):"
-        return f"{what} {len(self.protocols)} protocol(s) x {self.count:,} messages"
+        flows = f" x {self.parallel} flows" if self.parallel > 1 else ""
+        return f"{what} {len(self.protocols)} protocol(s){flows} x {self.count:,} messages"
 
 
 #: The bound when nothing is known: the largest run a valid scenario describes.
-LARGEST = Workload()
+LARGEST = Workload(parallel=MAX_PARALLEL)
 
 
 def _bounded_int(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -115,20 +120,22 @@ def workload_of(scenario: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> 
         rounds = _bounded_int({"r": repeat}, "r", 1, 1, MAX_SWEEP_REPEAT)
         cells = len(values) * rounds
     if not scenario:
-        return Workload(sweep_cells=cells)
+        return Workload(sweep_cells=cells, parallel=MAX_PARALLEL)
     declared = scenario.get("protocols", list(_DEFAULT_PROTOCOLS))
     protocols: tuple[str, ...] = ALL_PROTOCOLS
     if isinstance(declared, list) and declared and all(p in ALL_PROTOCOLS for p in declared):
         protocols = tuple(dict.fromkeys(str(p) for p in declared))
     workload = scenario.get("workload", {})
     if not isinstance(workload, dict):
-        return Workload(protocols=protocols, sweep_cells=cells)
+        return Workload(protocols=protocols, sweep_cells=cells, parallel=MAX_PARALLEL)
     # a bulk workload without count sends until its time is up: at most the largest count
-    default_count = MAX_COUNT if workload.get("pattern") == "bulk" else _DEFAULT_COUNT
+    bulk = workload.get("pattern") in ("bulk", "latency_under_load")
+    default_count = MAX_COUNT if bulk else _DEFAULT_COUNT
     return Workload(
         protocols=protocols,
         count=_bounded_int(workload, "count", default_count, 1, MAX_COUNT),
         size=_bounded_int(workload, "size", _DEFAULT_SIZE, 16, MAX_SIZE),
+        parallel=_bounded_int(workload, "parallel", 1, 1, MAX_PARALLEL),
         sweep_cells=cells,
         known=True,
     )
@@ -191,11 +198,13 @@ def _tcp_segments(w: Workload) -> int:
     if "tcp" not in w.protocols:
         return 0
     per_message = math.ceil(w.size / MIN_SEGMENT_BYTES) + 1
-    return 2 * (SEGMENT_FACTOR * w.count * per_message + CONNECTION_SEGMENTS)  # both captures
+    # parallel flows share the count; each has its own handshake and teardown
+    return 2 * (SEGMENT_FACTOR * w.count * per_message + w.parallel * CONNECTION_SEGMENTS)
 
 
 _SUMMARY_COUNTS = (
     "probe_lost",
+    "flows",
     "out_of_order",
     "duplicates",
     "losses_explained",
@@ -210,17 +219,18 @@ _SUMMARY_OPTIONAL = {**dict.fromkeys(_SUMMARY_COUNTS, COUNT), "accounting_closes
 
 TABLES: dict[str, TableSpec] = {
     "messages": TableSpec(
-        rows=lambda w: len(w.protocols) * w.count,
+        rows=lambda w: len(w.protocols) * w.count,  # parallel flows share the count
         per="one per message per protocol",
         required={"protocol": PROTOCOL, "seq": COUNT, "t_send_ns": NUMBER},
         optional={
+            "flow": COUNT,
             "size": COUNT,
             "arrival_index": COUNT,
             "copies": COUNT,
             "duplicate": BOOL,
             "intact": BOOL,
         },
-        unique=("protocol", "seq"),
+        unique=("protocol", "flow", "seq"),  # no flow column (format 1): protocol and seq
         nonnull=("seq", "t_send_ns"),
     ),
     "summary": TableSpec(
@@ -238,12 +248,20 @@ TABLES: dict[str, TableSpec] = {
         unique=("protocol",),
     ),
     "exchanges": TableSpec(
-        rows=lambda w: len(w.protocols),
-        per="one per protocol",
+        rows=lambda w: len(w.protocols) * w.parallel,
+        per="one per protocol and flow",
         required={"protocol": PROTOCOL},
-        optional={"client_port": COUNT, "server_port": COUNT},
+        optional={"flow": COUNT, "client_port": COUNT, "server_port": COUNT},
         prefixes={"client.": NUMBER, "server.": NUMBER},
-        unique=("protocol",),
+        unique=("protocol", "flow"),
+    ),
+    "flows": TableSpec(
+        rows=lambda w: len(w.protocols) * w.parallel,
+        per="one per protocol and flow",
+        required={"protocol": PROTOCOL, "flow": COUNT},
+        optional={"sent": COUNT, "delivered": COUNT},
+        suffix_numbers=True,
+        unique=("protocol", "flow"),
     ),
     "accounting": TableSpec(
         rows=lambda w: len(DIRECTIONS),
@@ -303,14 +321,14 @@ TABLES: dict[str, TableSpec] = {
         },
     ),
     "tcp_stats": TableSpec(
-        rows=lambda w: 1, per="one per TCP exchange", required={}, suffix_numbers=True
+        rows=lambda w: w.parallel, per="one per TCP flow", required={}, suffix_numbers=True
     ),
     "hol": TableSpec(
         rows=lambda w: w.count if "tcp" in w.protocols else 0,
         per="one per TCP message",
         required={"seq": COUNT, "hol_wait_ns": NUMBER},
-        optional={"blocked": BOOL},
-        unique=("seq",),
+        optional={"flow": COUNT, "blocked": BOOL},
+        unique=("flow", "seq"),
     ),
     "timeseries": TableSpec(
         rows=lambda w: len(w.protocols) * MAX_INTERVALS,
@@ -324,7 +342,7 @@ TABLES: dict[str, TableSpec] = {
         slack=1,
     ),
     "tcp_info": TableSpec(
-        rows=lambda w: MAX_TCP_INFO_SAMPLES if "tcp" in w.protocols else 0,
+        rows=lambda w: MAX_TCP_INFO_SAMPLES * w.parallel if "tcp" in w.protocols else 0,
         per="one per TCP_INFO sample of the TCP sender",
         required={"protocol": PROTOCOL, "t_ns": NUMBER},
         optional={
@@ -495,11 +513,12 @@ def check_columns(path: Path, frame: pd.DataFrame, spec: TableSpec) -> None:
                 f"{path}: column {column}: {found:,} different values, more than a "
                 f"{path.name} holds ({most:,})"
             )
-    if spec.unique and len(frame):
-        repeated = frame.duplicated(subset=list(spec.unique))
+    keys = [c for c in spec.unique if c in frame.columns or c in spec.required]
+    if keys and len(frame):
+        repeated = frame.duplicated(subset=keys)
         if repeated.any():
             row = int(np.argmax(repeated.to_numpy()))
-            key = ", ".join(f"{c} {_example(frame[c].iloc[row])}" for c in spec.unique)
+            key = ", ".join(f"{c} {_example(frame[c].iloc[row])}" for c in keys)
             raise ResultsError(f"{path}: row {row + 1}: {key} appears twice")
 
 

@@ -154,6 +154,7 @@ RUN_TABLES = (
     "explained",
     "explained_summary",
     "timeseries",
+    "flows",
     "tcp_info",
     "probe",
     "summary",
