@@ -708,3 +708,68 @@ def test_parallel_flows_on_the_page(tmp_path: Path) -> None:
     html = render_report(folder).read_text()
     assert "The run had 2 TCP flows: one colour per flow" in html
     assert "every ~20 ms" in html  # one flow's spacing, not the flows' interleaving
+
+
+def _probe_and_flows_run(folder: Path) -> Path:
+    make_run(folder, protocols=("tcp",))
+    t0 = 1_800_000_000_000_000_000
+    rows = []
+    for kind in ("udp", "tcp"):
+        for seq in range(30):
+            phase = "idle" if seq < 10 else ("load" if seq < 20 else "after")
+            rtt = 20_000_000 if phase != "load" else 550_000_000
+            lost = kind == "udp" and seq == 15
+            rows.append(
+                {
+                    "load_protocol": "tcp",
+                    "probe": kind,
+                    "seq": seq,
+                    "t_send_ns": t0 + seq * 50_000_000,
+                    "t_echo_ns": None if lost else t0 + seq * 50_000_000 + rtt,
+                    "rtt_ns": None if lost else rtt,
+                    "phase": phase,
+                }
+            )
+    pd.DataFrame(rows).to_csv(folder / "probe.csv", index=False)
+    pd.DataFrame(
+        {
+            "protocol": "tcp",
+            "flow": [0, 1],
+            "sent": [300, 100],
+            "delivered": [300, 100],
+            "goodput_bps": [3e6, 1e6],
+            "owd_p50_ms": [10.0, 11.0],
+            "owd_p99_ms": [20.0, 21.0],
+            "share": [0.75, 0.25],
+        }
+    ).to_csv(folder / "flows.csv", index=False)
+    summary = pd.read_csv(folder / "summary.csv")  # a hand-made folder: extend its own file
+    summary = summary.assign(
+        probe_rtt_idle_ms=20.0,
+        probe_rtt_load_ms=550.0,
+        probe_rtt_load_p99_ms=551.0,
+        probe_rtt_after_ms=20.0,
+        probe_lost=1,
+        flows=2,
+        jain_index=0.8,
+    )
+    summary.to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def test_probe_and_flow_sections_show_what_the_tables_hold(tmp_path: Path) -> None:
+    folder = _probe_and_flows_run(tmp_path / "run")
+    page_html = build_page(load_run(folder), only=("probe", "flows"))
+    assert "Latency under load" in page_html and "Parallel flows" in page_html
+    assert "Jain&#x27;s fairness index 0.800 over 2 flows" in page_html
+    assert "UDP probe beside the TCP load" in page_html
+    assert "550" in page_html  # the table's loaded round trip
+
+
+def test_runs_without_probe_or_parallel_flows_have_no_such_sections(tmp_path: Path) -> None:
+    folder = make_run(tmp_path / "run")
+    page_html = build_page(load_run(folder))
+    assert 'id="probe"' not in page_html and 'id="flows"' not in page_html
+    one_flow = pd.DataFrame({"protocol": ["tcp"], "flow": [0], "goodput_bps": [1e6]})
+    one_flow.to_csv(folder / "flows.csv", index=False)
+    assert 'id="flows"' not in build_page(load_run(folder))  # one flow: nothing to compare

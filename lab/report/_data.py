@@ -57,6 +57,8 @@ RUN_TABLES = (
     "hol",
     "timeseries",
     "tcp_info",
+    "probe",
+    "flows",
 )
 
 

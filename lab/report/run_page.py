@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from lab.report import _html as h
 from lab.report import _run_figures as figs
@@ -83,6 +84,8 @@ def build_page(run: RunData, *, only: Collection[str] | None = None) -> str:
         ("overview", "Scenario and environment", lambda: _overview(run)),
         ("summary", "Summary", lambda: _summary(run)),
         ("over-time", "Over time", lambda: _over_time(run)),
+        ("probe", "Latency under load", lambda: _probe(run)),
+        ("flows", "Parallel flows", lambda: _flows(run)),
         ("delay", "One-way delay", lambda: _delay(prepared)),
         ("sequence", "Sequence numbers vs arrival", lambda: _sequence(prepared)),
         ("loss", "Loss over time", lambda: _loss(prepared)),
@@ -93,10 +96,12 @@ def build_page(run: RunData, *, only: Collection[str] | None = None) -> str:
         ("kernel", "Sockets and kernel counters", lambda: _kernel(run)),
         ("captures", "Packet captures", lambda: _captures(run)),
     ]
+    optional = {"probe": "probe", "flows": "flows"}  # shown when the run has the table
     sections = [
         (anchor, title, build())
         for anchor, title, build in builders
-        if only is None or anchor in only
+        if (only is None or anchor in only)
+        and (anchor not in optional or _has(run, optional[anchor], anchor))
     ]
     body = "".join(h.section(anchor, title, html) for anchor, title, html in sections)
     banner = "" if run.complete else _incomplete_banner(run)
@@ -331,6 +336,90 @@ def _over_time(run: RunData) -> str:
             "and the messages queued behind it). The buttons switch the y axis to log."
             + delay_thinned
         )
+    )
+
+
+def _has(run: RunData, table: str, anchor: str) -> bool:
+    """Whether a section that only some workloads produce belongs on this page."""
+    frame = run.table(table)
+    if frame is None:
+        return False
+    if anchor == "flows":  # one flow per protocol: the summary already says it all
+        return "flow" in frame and bool((frame.groupby("protocol")["flow"].nunique() > 1).any())
+    return True
+
+
+def _probe(run: RunData) -> str:
+    table = run.table("probe")
+    assert table is not None
+    fig = go.Figure()
+    for index, ((load, kind), probes) in enumerate(
+        table.groupby(["load_protocol", "probe"], sort=False)
+    ):
+        t0 = as_float(probes["t_send_ns"]).min()
+        fig.add_trace(
+            go.Scatter(
+                x=(as_float(probes["t_send_ns"]) - t0) / 1e9,
+                y=as_float(probes["rtt_ns"]) / 1e6,
+                mode="markers",
+                marker={"size": 4, "color": h.protocol_color(str(kind), index)},
+                name=h.esc(f"{str(kind).upper()} probe beside the {str(load).upper()} load"),
+                customdata=probes["phase"].astype(str) if "phase" in probes else None,
+                hovertemplate="%{y:.1f} ms at %{x:.2f} s (%{customdata})<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="seconds from the probe's first send (one probe run per load)")
+    fig.update_yaxes(title_text="probe round trip (ms)", rangemode="tozero")
+    summary = run.table("summary")
+    rows: list[dict[str, object]] = []
+    if summary is not None and "probe_rtt_load_ms" in summary:
+        for record in summary.to_dict(orient="records"):
+            rows.append(
+                {
+                    "load": str(record["protocol"]).upper(),
+                    "idle p50 ms": record.get("probe_rtt_idle_ms"),
+                    "under load p50 ms": record.get("probe_rtt_load_ms"),
+                    "under load p99 ms": record.get("probe_rtt_load_p99_ms"),
+                    "after p50 ms": record.get("probe_rtt_after_ms"),
+                    "probes lost": record.get("probe_lost"),
+                }
+            )
+    table_html: str = h.table(pd.DataFrame(rows), key_column="load") if rows else ""
+    return (
+        h.figure(fig, 380)
+        + h.caption(
+            "probe.csv: a small UDP and a TCP request/response (latency_under_load), from "
+            "before each protocol's bulk load starts until after it ends. The round trip "
+            "idle is the link's; under load it adds the time the probe waits in the "
+            "bottleneck queue the load keeps full (bufferbloat). A missing point is a probe "
+            "that got no answer (dropped at a full queue). The table gives the UDP probe's "
+            "figures by phase (the TCP probe adds its own retransmissions)."
+        )
+        + table_html
+    )
+
+
+def _flows(run: RunData) -> str:
+    table = run.table("flows")
+    assert table is not None
+    shown = table.assign(goodput_mbps=as_float(table["goodput_bps"]) / 1e6).drop(
+        columns=["goodput_bps"]
+    )
+    summary = run.table("summary")
+    jain = ""
+    if summary is not None and "jain_index" in summary:
+        for record in summary.to_dict(orient="records"):
+            index = record.get("jain_index")
+            if isinstance(index, float | int) and not pd.isna(index):
+                jain += (
+                    f"{str(record['protocol']).upper()}: Jain's fairness index "
+                    f"{float(index):.3f} over {int(record['flows'])} flows. "
+                )
+    return h.table(shown, key_column="flow") + h.caption(
+        jain + "flows.csv: each parallel flow's goodput (its delivered message bytes from "
+        "its first send to its last delivery) and its share of its protocol's. Jain's index "
+        "is (Σx)² / (n Σx²) over the flows' goodputs: 1 when all get the same, 1/n when one "
+        "gets everything."
     )
 
 
