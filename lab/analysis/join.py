@@ -1102,7 +1102,7 @@ def explain_run(folder: Path, *, tcp: Mapping[int, TcpWireAnalysis] | None = Non
 
     A run without impairment.csv (no ground truth) raises AnalysisError.
     """
-    from lab.analysis.run import record_of  # noqa: PLC0415 - run builds on this module
+    from lab.analysis.run import explain_record, record_of  # noqa: PLC0415 - builds on this
     from lab.results import load_run  # noqa: PLC0415
 
     run = load_run(folder)
@@ -1110,14 +1110,4 @@ def explain_run(folder: Path, *, tcp: Mapping[int, TcpWireAnalysis] | None = Non
         raise AnalysisError(
             f"{run.path / 'impairment.csv'}: no ground truth in this results folder"
         )
-    record = record_of(run)
-    assert record.ground_truth is not None
-    return explain(
-        record.messages,
-        record.exchanges,
-        record.ground_truth,
-        packets=record.packets,
-        tcp=tcp,
-        client_address=record.client_address,
-        engine_overload=record.engine_overload,
-    )
+    return explain_record(record_of(run), tcp or {})

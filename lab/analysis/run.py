@@ -10,7 +10,7 @@ same tables.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,22 +35,14 @@ from lab.pcap import read_pcap
 if TYPE_CHECKING:
     from lab.results import Run
 
-__all__ = ["TABLES", "RunAnalysis", "RunRecord", "analyze_run", "record_of", "wire_tables"]
-
-#: The tables :func:`analyze_run` derives, in the order a run writes them.
-TABLES = (
-    "accounting",
-    "impairment_by_protocol",
-    "tcp_segments",
-    "tcp_stats",
-    "rtt_samples",
-    "hol",
-    "explained",
-    "explained_summary",
-    "timeseries",
-    "flows",
-    "probe",
-)
+__all__ = [
+    "RunAnalysis",
+    "RunRecord",
+    "analyze_run",
+    "explain_record",
+    "record_of",
+    "wire_tables",
+]
 
 
 @dataclass(frozen=True)
@@ -90,7 +82,8 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class RunAnalysis:
-    """Every derived table of a run (:data:`TABLES`) and its one-row-per-protocol summary."""
+    """Every derived table of a run (names as in :data:`lab.results.RUN_TABLES`) and its
+    one-row-per-protocol summary."""
 
     tables: dict[str, pd.DataFrame]
     summary: pd.DataFrame
@@ -130,7 +123,7 @@ def wire_tables(record: RunRecord) -> dict[str, pd.DataFrame]:
     """The wire view alone: ``tcp_*``, ``rtt_samples``, ``hol``, ``explained*``."""
     tcp, tables = _tcp_tables(record)
     tables["explained"] = (
-        _explained(record, tcp)
+        explain_record(record, tcp)
         if record.ground_truth is not None
         else pd.DataFrame(columns=list(join.EXPLAINED_COLUMNS))
     )
@@ -191,7 +184,8 @@ def _flow_messages(messages: pd.DataFrame, protocol: str, flow: int) -> pd.DataF
     return messages.loc[mine]
 
 
-def _explained(record: RunRecord, tcp: dict[int, TcpWireAnalysis]) -> pd.DataFrame:
+def explain_record(record: RunRecord, tcp: Mapping[int, TcpWireAnalysis]) -> pd.DataFrame:
+    """``explained.csv`` of a run with ground truth (:func:`lab.analysis.join.explain`)."""
     assert record.ground_truth is not None
     return join.explain(
         record.messages,

@@ -201,18 +201,7 @@ def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
                     "owd_p99_ms": metrics.delay_percentile(owd, 99) / _NS_PER_MS,
                 }
             )
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "protocol",
-            "flow",
-            "sent",
-            "delivered",
-            "goodput_bps",
-            "owd_p50_ms",
-            "owd_p99_ms",
-        ],
-    )
+    frame = pd.DataFrame(rows, columns=list(FLOW_COLUMNS[:-1]))  # share comes next
     total = frame.groupby("protocol")["goodput_bps"].transform("sum")
     frame["share"] = frame["goodput_bps"] / total.where(total > 0)
     return frame
