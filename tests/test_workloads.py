@@ -211,13 +211,16 @@ def test_udp_bulk_sends_at_its_rate_for_its_duration(
 def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     tmp_path: Path, queue_limit: int, no_leftover_namespaces: None
 ) -> None:
-    """bufferbloat: a UDP load at three times the bottleneck keeps its queue full; the probe's
-    round trip grows by the queue's drain time (±20 %).
+    """bufferbloat: a UDP load at twice the bottleneck keeps its queue full; the probe's
+    round trip under load reaches the idle one plus the queue's drain time (±20 %).
 
     The drain time is that of the packets ahead of an accepted probe: queue_limit counts
     every packet accepted and not yet gone, as netem's limit does, so the ~delay/serialization
     packets already serialized and only waiting out the delay take places too, and a probe
-    gets in only when a place is free (queue_limit - 1 ahead of it at most).
+    gets in only when a place is free (queue_limit - 1 ahead of it at most). The full queue
+    also drops most probes that arrive while it is full, so the survivors lean towards the
+    filling and draining moments: the median shows the bloat, the 99th percentile (the
+    longest wait, a full queue) is what the drain time predicts.
     """
     from lab import load_run
 
@@ -225,7 +228,7 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     scenario = write_scenario(
         tmp_path,
         f'name = "bloat"\nprotocols = ["udp"]\n[workload]\npattern = "latency_under_load"\n'
-        f"size = {size}\nduration_s = 5.0\nrate = 540\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
+        f"size = {size}\nduration_s = 5.0\nrate = 360\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
         f"[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\nqueue_limit = {queue_limit}\n",
     )
     run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
@@ -233,8 +236,10 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     serialization_ms = (size + 28) * 8 / rate_bps * 1e3  # IP + UDP headers
     in_delay = 10 / serialization_ms  # serialized, waiting out the 10 ms delay
     drain_ms = (queue_limit - 1 - in_delay) * serialization_ms
-    added_ms = float(row["probe_rtt_load_ms"]) - float(row["probe_rtt_idle_ms"])
-    assert abs(added_ms - drain_ms) <= 0.2 * drain_ms, (added_ms, drain_ms)
+    idle_ms = float(row["probe_rtt_idle_ms"])
+    longest_ms = float(row["probe_rtt_load_p99_ms"]) - idle_ms
+    assert abs(longest_ms - drain_ms) <= 0.2 * drain_ms, (longest_ms, drain_ms)
+    assert float(row["probe_rtt_load_ms"]) - idle_ms >= 0.25 * drain_ms  # the median bloats too
     assert float(row["probe_rtt_idle_ms"]) == pytest.approx(20.0, abs=5.0)  # 10 ms each way
     assert float(row["probe_rtt_after_ms"]) == pytest.approx(20.0, abs=5.0)  # the queue drained
     probes = run.table("probe")
