@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lab.analysis.summary import summarize
-from lab.analysis.timeseries import timeseries
+from lab.analysis.timeseries import flow_timeseries, timeseries
 
 T0 = 1_796_000_000_000_000_000
 MS = 1_000_000
@@ -83,3 +83,20 @@ def test_every_interval_is_as_wide_and_a_stall_is_kept() -> None:
 def test_bad_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval_ms"):
         timeseries(messages(), interval_ms=0)
+
+
+def test_per_flow_series_line_up_and_add_up_to_the_protocols() -> None:
+    first = messages("tcp", 100).assign(flow=0)
+    second = messages("tcp", 60, owd_ms=3.0).assign(flow=1)
+    second["t_send_ns"] += 5 * MS  # starts 5 ms later
+    second["t_recv_ns"] += 5 * MS
+    frame = pd.concat([first, second, messages("udp", 20).assign(flow=0)], ignore_index=True)
+    per_flow = flow_timeseries(frame, interval_ms=10)
+    assert set(per_flow["protocol"]) == {"tcp"}  # udp has one flow: not repeated here
+    assert per_flow.groupby("flow")["interval"].min().tolist() == [0, 0]
+    # the later flow's first send is 5 ms into the protocol's first interval
+    assert per_flow.query("flow == 1 and interval == 0")["sent"].item() == 5
+    whole = timeseries(frame, interval_ms=10).query("protocol == 'tcp'").set_index("interval")
+    summed = per_flow.groupby("interval")[["sent", "lost", "delivered", "bytes_delivered"]].sum()
+    assert summed.equals(whole.loc[summed.index, summed.columns].astype(summed.dtypes))
+    assert flow_timeseries(messages("udp", 20)).empty  # no flow column: format 1

@@ -305,6 +305,11 @@ def test_parallel_flows_share_a_rate_limited_link(
     assert exchanges["client_port"].nunique() == 4
     assert set(run.table("tcp_info")["flow"]) == {0, 1, 2, 3}
     assert set(run.table("tcp_stats")["flow"]) == {0, 1, 2, 3}
+    per_flow = run.table("flow_timeseries").groupby("flow")["bytes_delivered"].sum()
+    delivered = run.messages.groupby("flow")["size"].sum()  # every message was delivered
+    assert per_flow.tolist() == delivered.tolist()
+    page = run.report_path
+    assert page is not None and "flow_timeseries.csv" in page.read_text()
 
 
 @pytest.mark.parametrize("pattern", ["bulk", "latency_under_load"])

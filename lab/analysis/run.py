@@ -28,7 +28,7 @@ from lab.analysis.context import (
 from lab.analysis.impairment import DATAGRAM_PROTOCOLS, impairment_by_protocol
 from lab.analysis.probe import probe_phases, probe_summary
 from lab.analysis.summary import flow_table, summarize
-from lab.analysis.timeseries import DEFAULT_INTERVAL_MS, timeseries
+from lab.analysis.timeseries import DEFAULT_INTERVAL_MS, flow_timeseries, timeseries
 from lab.impairment.groundtruth import accounting
 from lab.pcap import read_pcap
 
@@ -108,6 +108,9 @@ def analyze_run(record: RunRecord) -> RunAnalysis:
     tables.update(wire_tables(record))
     tables["timeseries"] = timeseries(record.messages, record.interval_ms)
     tables["flows"] = flow_table(record.messages)
+    per_flow = flow_timeseries(record.messages, record.interval_ms)
+    if len(per_flow):  # parallel flows only
+        tables["flow_timeseries"] = per_flow
     if record.probes is not None:
         tables["probe"] = probe_phases(record.probes, record.messages)
         figures = probe_summary(tables["probe"]).set_index("protocol")

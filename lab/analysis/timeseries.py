@@ -26,7 +26,7 @@ import pandas as pd
 
 from lab import metrics
 
-__all__ = ["DEFAULT_INTERVAL_MS", "TIMESERIES_COLUMNS", "timeseries"]
+__all__ = ["DEFAULT_INTERVAL_MS", "TIMESERIES_COLUMNS", "flow_timeseries", "timeseries"]
 
 DEFAULT_INTERVAL_MS = 100.0
 
@@ -64,13 +64,46 @@ def timeseries(messages: pd.DataFrame, interval_ms: float = DEFAULT_INTERVAL_MS)
     return pd.concat(parts, ignore_index=True)[list(TIMESERIES_COLUMNS)]
 
 
-def _one_protocol(protocol: str, df: pd.DataFrame, interval_ms: float) -> pd.DataFrame:
+def flow_timeseries(
+    messages: pd.DataFrame, interval_ms: float = DEFAULT_INTERVAL_MS
+) -> pd.DataFrame:
+    """The same per parallel flow: one row per protocol, flow and interval.
+
+    Only protocols with more than one flow (``workload.parallel``); every flow of a
+    protocol counts from the protocol's first send, so their intervals line up (how
+    the flows converge to their shares, or do not). Empty without parallel flows.
+    """
+    columns = ["protocol", "flow", *TIMESERIES_COLUMNS[1:]]
+    if interval_ms <= 0:
+        raise ValueError(f"interval_ms must be > 0, not {interval_ms}")
+    if "flow" not in messages:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for protocol in pd.unique(messages["protocol"]):
+        df = messages.loc[messages["protocol"] == protocol]
+        if df["flow"].nunique() < 2:
+            continue
+        t_send = df["t_send_ns"].astype("Int64")
+        origin = int(t_send[t_send >= 0].min())
+        for _, rows in df.groupby("flow", sort=True):
+            part = _one_protocol(str(protocol), rows, interval_ms, origin=origin)
+            parts.append(part.assign(flow=int(rows["flow"].iloc[0])))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def _one_protocol(
+    protocol: str, df: pd.DataFrame, interval_ms: float, origin: int | None = None
+) -> pd.DataFrame:
+    """``origin``: the clock's zero (default: the first send of ``df``)."""
     t_send = df["t_send_ns"].astype("Int64")
     sent_mask = t_send.notna() & (t_send >= 0)
     if not sent_mask.any():
         return pd.DataFrame(columns=list(TIMESERIES_COLUMNS))
     width_ns = interval_ms * 1e6
-    origin = int(t_send[sent_mask].min())
+    origin = int(t_send[sent_mask].min()) if origin is None else origin
     t_recv = df["t_recv_ns"].astype("Int64")
     arrived = t_recv.notna().to_numpy(dtype=bool) & sent_mask.to_numpy(dtype=bool)
     send_ns = t_send.to_numpy(dtype=np.int64, na_value=origin)

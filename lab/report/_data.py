@@ -59,6 +59,7 @@ RUN_TABLES = (
     "tcp_info",
     "probe",
     "flows",
+    "flow_timeseries",
 )
 
 

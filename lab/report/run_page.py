@@ -415,11 +415,39 @@ def _flows(run: RunData) -> str:
                     f"{str(record['protocol']).upper()}: Jain's fairness index "
                     f"{float(index):.3f} over {int(record['flows'])} flows. "
                 )
-    return h.table(shown, key_column="flow") + h.caption(
+    html = h.table(shown, key_column="flow") + h.caption(
         jain + "flows.csv: each parallel flow's goodput (its delivered message bytes from "
         "its first send to its last delivery) and its share of its protocol's. Jain's index "
         "is (Σx)² / (n Σx²) over the flows' goodputs: 1 when all get the same, 1/n when one "
         "gets everything."
+    )
+    per_flow = run.table("flow_timeseries")
+    if per_flow is None or per_flow.empty:
+        return html
+    fig = go.Figure()
+    for index, ((protocol, flow), rows) in enumerate(
+        per_flow.groupby(["protocol", "flow"], sort=True)
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=as_float(rows["t_start_s"]),
+                y=as_float(rows["throughput_bps"]) / 1e6,
+                mode="lines",
+                line={"shape": "hv", "color": h.protocol_color("", index)},
+                name=h.esc(f"{str(protocol).upper()} flow {flow}"),
+                hovertemplate="%{y:.3f} Mbit/s at %{x:.2f} s<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_xaxes(title_text="seconds from the protocol's first send")
+    fig.update_yaxes(title_text="throughput (Mbit/s)", rangemode="tozero")
+    return (
+        html
+        + h.figure(fig, 380)
+        + h.caption(
+            "flow_timeseries.csv: each flow's throughput per interval (message bytes that "
+            "reached the application in it), every flow on its protocol's clock, so the "
+            "curves show how the flows converge to their shares, or do not."
+        )
     )
 
 

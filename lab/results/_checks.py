@@ -341,6 +341,17 @@ TABLES: dict[str, TableSpec] = {
         unique=("protocol", "interval"),
         slack=1,
     ),
+    "flow_timeseries": TableSpec(
+        rows=lambda w: len(w.protocols) * w.parallel * MAX_INTERVALS if w.parallel > 1 else 0,
+        per="one per protocol, parallel flow and interval",
+        required={"protocol": PROTOCOL, "flow": COUNT, "interval": COUNT, "t_start_s": NUMBER},
+        optional={
+            name: COUNT for name in ("sent", "lost", "delivered", "bytes_delivered", "out_of_order")
+        },
+        suffix_numbers=True,
+        unique=("protocol", "flow", "interval"),
+        slack=1,
+    ),
     "tcp_info": TableSpec(
         rows=lambda w: MAX_TCP_INFO_SAMPLES * w.parallel if "tcp" in w.protocols else 0,
         per="one per TCP_INFO sample of the TCP sender",

@@ -155,6 +155,7 @@ RUN_TABLES = (
     "explained_summary",
     "timeseries",
     "flows",
+    "flow_timeseries",
     "tcp_info",
     "probe",
     "summary",
