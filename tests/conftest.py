@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -75,3 +79,42 @@ def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:
 def summary_row(outcome: RunOutcome, protocol: str) -> pd.Series:
     """One protocol's row of a run's summary."""
     return outcome.summary.set_index("protocol").loc[protocol]
+
+
+@dataclass(frozen=True)
+class UpTestbed:
+    """A testbed from `lab testbed up` with `iperf3 -s -1` listening on its server."""
+
+    run_id: str
+    up_output: str
+    exec_prefix: list[str]
+
+
+@contextlib.contextmanager
+def iperf3_testbed(scenario: Path, server_timeout_s: int = 30) -> Iterator[UpTestbed]:
+    """`lab testbed up` the scenario, start iperf3's server in it; always stop both.
+
+    Fails the test if the testbed cannot be taken down afterwards.
+    """
+    lab = [sys.executable, "-m", "lab"]
+    up = subprocess.run(
+        [*lab, "testbed", "up", str(scenario)], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    exec_prefix = [*lab, "exec", "--id", run_id]
+    server = subprocess.Popen(
+        [*exec_prefix, "server", "--", "timeout", str(server_timeout_s), "iperf3", "-s", "-1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)  # iperf3 -s listening
+        yield UpTestbed(run_id, up.stdout, exec_prefix)
+    finally:
+        server.kill()
+        server.wait()
+        down = subprocess.run(
+            [*lab, "testbed", "down", run_id], capture_output=True, text=True, check=False
+        )
+    assert down.returncode == 0, down.stderr

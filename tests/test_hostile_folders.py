@@ -666,7 +666,7 @@ def apply(folder: Path, steps: list[tuple[str, str, object]]) -> None:
         elif operation == "meta":
             try:
                 meta = json.loads(path.read_text())
-            except ValueError:
+            except (ValueError, RecursionError):  # an earlier step broke it, or made it "deep"
                 continue
             if parameter == "deep":
                 path.write_text('{"format_version": 1, "x": ' + "[" * 50_000 + "]" * 50_000 + "}")

@@ -15,7 +15,13 @@ import pytest
 from lab.results import load_run
 from lab.runner import run_scenario
 from lab.scenario import load_scenario
-from tests.conftest import PROJECT_ROOT, SCENARIOS, lab_namespaces, write_scenario
+from tests.conftest import (
+    PROJECT_ROOT,
+    SCENARIOS,
+    iperf3_testbed,
+    lab_namespaces,
+    write_scenario,
+)
 
 pytestmark = pytest.mark.requires_root
 LAB = [sys.executable, "-m", "lab"]
@@ -297,43 +303,26 @@ def test_programs_under_exec_use_the_scenarios_congestion_control(
         tmp_path,
         f'name = "cc"\ncongestion_control = "{algorithm}"\n[impairment]\ndelay_ms = 2\n',
     )
-    up = subprocess.run(
-        [*LAB, "testbed", "up", str(scenario)], capture_output=True, text=True, check=False
-    )
-    assert up.returncode == 0, up.stderr
-    run_id = up.stdout.split()[1]
-    exec_ = [*LAB, "exec", "--id", run_id]
-    server = subprocess.Popen(
-        [*exec_, "server", "--", "timeout", "20", "iperf3", "-s", "-1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert f"TCP over the link uses {algorithm}" in up.stdout
-        time.sleep(1.0)
+    with iperf3_testbed(scenario, server_timeout_s=20) as testbed:
+        assert f"TCP over the link uses {algorithm}" in testbed.up_output
         client = subprocess.Popen(
-            [*exec_, "client", "--", "timeout", "15", "iperf3", "-c", "server", "-t", "3", "-J"],
+            [*testbed.exec_prefix, "client", "--", "timeout", "15", "iperf3", "-c", "server",
+             "-t", "3", "-J"],
             stdout=subprocess.PIPE,
             text=True,
-        )
+        )  # fmt: skip
         ss = ""
         deadline = time.monotonic() + 10
+        client_netns = f"lab-{testbed.run_id}-c"
         while " 198.18.0.2:5201" not in ss and time.monotonic() < deadline:
             time.sleep(0.2)
             ss = subprocess.run(
-                ["ip", "netns", "exec", f"lab-{run_id}-c", "ss", "-tin", "dst", "198.18.0.2"],
+                ["ip", "netns", "exec", client_netns, "ss", "-tin", "dst", "198.18.0.2"],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
         report = json.loads(client.communicate(timeout=20)[0])
-    finally:
-        server.kill()
-        server.wait()
-        down = subprocess.run(
-            [*LAB, "testbed", "down", run_id], capture_output=True, text=True, check=False
-        )
-    assert down.returncode == 0, down.stderr
     assert f" {algorithm} " in ss, ss
     assert report["end"]["sender_tcp_congestion"] == algorithm, report["end"]
     assert report["end"]["receiver_tcp_congestion"] == algorithm, report["end"]

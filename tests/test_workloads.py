@@ -20,7 +20,7 @@ from lab.errors import ScenarioError
 from lab.exchanges._endpoint import paced
 from lab.exchanges._tcpinfo import parse_tcp_info, sample_row
 from lab.scenario import MAX_MESSAGES, load_scenario
-from tests.conftest import PROJECT_ROOT, write_scenario
+from tests.conftest import PROJECT_ROOT, iperf3_testbed, write_scenario
 
 LAB = [sys.executable, "-m", "lab"]
 
@@ -159,31 +159,16 @@ def test_tcp_bulk_goodput_matches_iperf3_on_the_same_testbed(
 
 def _iperf3_goodput(scenario: Path) -> float:
     """iperf3 -c server -t 3 through `lab testbed up` of the same scenario: receiver bit/s."""
-    up = subprocess.run(
-        [*LAB, "testbed", "up", str(scenario)], capture_output=True, text=True, check=False
-    )
-    assert up.returncode == 0, up.stderr
-    run_id = up.stdout.split()[1]
-    exec_ = [*LAB, "exec", "--id", run_id]
-    server = subprocess.Popen(
-        [*exec_, "server", "--", "timeout", "30", "iperf3", "-s", "-1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1.0)
+    with iperf3_testbed(scenario) as testbed:
         client = subprocess.run(
-            [*exec_, "client", "--", "timeout", "25", "iperf3", "-c", "server", "-t", "3", "-J"],
+            [*testbed.exec_prefix, "client", "--", "timeout", "25", "iperf3", "-c", "server",
+             "-t", "3", "-J"],
             capture_output=True,
             text=True,
             timeout=40,
             check=True,
-        )
-        report = json.loads(client.stdout)
-    finally:
-        server.kill()
-        server.wait()
-        subprocess.run([*LAB, "testbed", "down", run_id], capture_output=True, check=False)
+        )  # fmt: skip
+    report = json.loads(client.stdout)
     return float(report["end"]["sum_received"]["bits_per_second"])
 
 

@@ -87,7 +87,7 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
     jitters = []
     for flow in flows:
         arrived = flow.loc[_column(flow, "t_recv_ns").notna().to_numpy(dtype=np.bool_)]
-        order = _arrival_order(arrived)
+        order = arrival_order(arrived)
         reordered += metrics.reordered_count(
             _column(arrived, "seq").to_numpy(dtype=np.int64)[order]
         )
@@ -111,9 +111,6 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
     recv_ns = t_recv.to_numpy(dtype=np.int64, na_value=0)[delivered_mask]
     first_send = int(send_ns.min()) if sent else 0
     last_event = max(int(send_ns.max()), int(recv_ns.max()) if delivered else 0) if sent else 0
-    span_ns = int(recv_ns.max()) - first_send if delivered else 0
-    delivered_bytes = int(_column(df, "size").to_numpy(dtype=np.int64)[delivered_mask].sum())
-    goodput = delivered_bytes * 8 / (span_ns / _NS_PER_S) if span_ns > 0 else float("nan")
 
     return {
         "protocol": protocol,
@@ -131,7 +128,7 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
         "jitter_ms": jitter_ns / _NS_PER_MS,
         "rtt_p50_ms": metrics.delay_median(rtt) / _NS_PER_MS,
         "rtt_p99_ms": metrics.delay_percentile(rtt, 99) / _NS_PER_MS,
-        "goodput_bps": goodput,
+        "goodput_bps": _goodput(df),
         "duration_s": (last_event - first_send) / _NS_PER_S if sent else float("nan"),
         "flows": len(flows),
         "jain_index": jain_index(shares) if len(flows) > 1 else float("nan"),
@@ -207,7 +204,7 @@ def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _arrival_order(arrived: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.intp]]:
+def arrival_order(arrived: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.intp]]:
     """Row positions of the delivered messages in the order they arrived.
 
     Uses ``arrival_index`` when every delivered row has one, else the receive

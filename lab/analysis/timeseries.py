@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lab import metrics
+from lab.analysis.summary import arrival_order
 
 __all__ = ["DEFAULT_INTERVAL_MS", "TIMESERIES_COLUMNS", "flow_timeseries", "timeseries"]
 
@@ -132,7 +133,7 @@ def _one_protocol(
     flows = df["flow"].to_numpy(dtype=np.int64) if "flow" in df else np.zeros(len(df), np.int64)
     for flow in np.unique(flows[arrived]):  # each flow has its own seq and arrival order
         mine = arrived & (flows == flow)
-        order = _arrival_order(df.loc[mine])
+        order = arrival_order(df.loc[mine])
         seqs = df["seq"].to_numpy(dtype=np.int64)[mine][order]
         flags = metrics.reordered(seqs)
         out_of_order += np.bincount(recv_bin[mine][order][flags], minlength=intervals)
@@ -155,13 +156,3 @@ def _one_protocol(
             "out_of_order": out_of_order.astype(np.int64),
         }
     )
-
-
-def _arrival_order(arrived: pd.DataFrame) -> np.ndarray:
-    """Positions of the arrived rows in arrival order (``arrival_index``, else receive time)."""
-    index = arrived["arrival_index"].astype("Int64") if "arrival_index" in arrived else None
-    if index is not None and bool(index.notna().all()):
-        return np.argsort(index.to_numpy(dtype=np.int64), kind="stable")
-    recv = arrived["t_recv_ns"].astype("Int64").to_numpy(dtype=np.int64)
-    seq = arrived["seq"].to_numpy(dtype=np.int64)
-    return np.lexsort((seq, recv))

@@ -142,7 +142,17 @@ def _corrupt(packet: bytes, bit: int) -> bytes:
     return bytes(data)
 
 
-class Forwarder:
+class _Stoppable:
+    """A forwarder's stop: on SIGTERM, keep forwarding what it holds for the grace time."""
+
+    _stop_at: int | None = None
+
+    def request_stop(self, *_: object) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.time_ns() + STOP_GRACE_NS
+
+
+class Forwarder(_Stoppable):
     """The event loop: two TUN fds, one timer heap, one model per direction."""
 
     def __init__(
@@ -163,10 +173,6 @@ class Forwarder:
         self.record = _Record()
         self.write_errors = 0
         self._stop_at: int | None = None
-
-    def request_stop(self, *_: object) -> None:
-        if self._stop_at is None:
-            self._stop_at = time.time_ns() + STOP_GRACE_NS
 
     def run(self) -> None:
         # Signals wake select() through this pipe (PEP 475 would otherwise resume the wait).
@@ -274,7 +280,7 @@ class Forwarder:
         self._heap.clear()
 
 
-class CompiledForwarder:
+class CompiledForwarder(_Stoppable):
     """:class:`Forwarder`'s loop in C (``_core.Engine``): no Python object per packet.
 
     The C loop runs with the GIL released and comes back only when a signal has
@@ -301,10 +307,6 @@ class CompiledForwarder:
     @property
     def write_errors(self) -> int:
         return 0 if self._engine is None else int(getattr(self._engine, "write_errors", 0))
-
-    def request_stop(self, *_: object) -> None:
-        if self._stop_at is None:
-            self._stop_at = time.time_ns() + STOP_GRACE_NS
 
     def run(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -217,6 +217,11 @@ _SUMMARY_COUNTS = (
 )
 _SUMMARY_OPTIONAL = {**dict.fromkeys(_SUMMARY_COUNTS, COUNT), "accounting_closes": BOOL}
 
+#: Count columns of timeseries.csv and flow_timeseries.csv.
+_SERIES_COUNTS = dict.fromkeys(
+    ("sent", "lost", "delivered", "bytes_delivered", "out_of_order"), COUNT
+)
+
 TABLES: dict[str, TableSpec] = {
     "messages": TableSpec(
         rows=lambda w: len(w.protocols) * w.count,  # parallel flows share the count
@@ -334,9 +339,7 @@ TABLES: dict[str, TableSpec] = {
         rows=lambda w: len(w.protocols) * MAX_INTERVALS,
         per="one per protocol and interval",
         required={"protocol": PROTOCOL, "interval": COUNT, "t_start_s": NUMBER},
-        optional={
-            name: COUNT for name in ("sent", "lost", "delivered", "bytes_delivered", "out_of_order")
-        },
+        optional=_SERIES_COUNTS,
         suffix_numbers=True,
         unique=("protocol", "interval"),
         slack=1,
@@ -345,9 +348,7 @@ TABLES: dict[str, TableSpec] = {
         rows=lambda w: len(w.protocols) * w.parallel * MAX_INTERVALS if w.parallel > 1 else 0,
         per="one per protocol, parallel flow and interval",
         required={"protocol": PROTOCOL, "flow": COUNT, "interval": COUNT, "t_start_s": NUMBER},
-        optional={
-            name: COUNT for name in ("sent", "lost", "delivered", "bytes_delivered", "out_of_order")
-        },
+        optional=_SERIES_COUNTS,
         suffix_numbers=True,
         unique=("protocol", "flow", "interval"),
         slack=1,
