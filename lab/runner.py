@@ -72,6 +72,7 @@ def exchanges_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
         row: dict[str, object] = {
             "protocol": exchange.protocol.value,
             "flow": exchange.flow,
+            "direction": "server_to_client" if exchange.reverse else "client_to_server",
             "client_port": exchange.client.local_port,
             "server_port": exchange.server.local_port,
             "congestion_control": exchange.client.congestion_control or None,
@@ -228,6 +229,7 @@ def run_scenario(
                 pcap=partial(pcap_path, folder.io_path),
                 ground_truth=ground_truth,
                 client_address=testbed.client.address,
+                server_address=testbed.server.address,
                 engine_overload=link_stats.get("client", {}).get("tx_dropped"),
                 offered_bps=offered_bps,
                 interval_ms=scenario.analysis.interval_ms,

@@ -60,6 +60,14 @@ class Pattern(StrEnum):
     LATENCY_UNDER_LOAD = "latency_under_load"  # bulk, plus a light RTT probe around it
 
 
+class DataDirection(StrEnum):
+    """Which end sends the workload's messages (the client always connects)."""
+
+    FORWARD = "forward"  # client -> server (iperf3's default)
+    REVERSE = "reverse"  # server -> client (iperf3 -R)
+    BIDIRECTIONAL = "bidirectional"  # both at once, each way its own flows (iperf3 --bidir)
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -87,8 +95,14 @@ class Workload(_Frozen):
     """``bulk`` only: how long to send (default :data:`DEFAULT_BULK_DURATION_S`); ``count``
     then caps the messages (default the most a run may hold, 1,000,000)."""
     parallel: Annotated[int, Strict(), Field(ge=1, le=MAX_PARALLEL)] = 1
-    """TCP flows at once (iperf3 -P), each its own connection to its own server port
-    (``ports.tcp`` + flow): bulk workloads over TCP only. They share ``count``."""
+    """Flows at once per direction (iperf3 -P), each its own connection or socket to its
+    own server port (``ports.tcp`` / ``ports.udp`` + flow): bulk workloads, TCP and UDP
+    (RAW has no ports to tell flows apart). A protocol's flows share ``count`` and
+    ``rate``."""
+    direction: DataDirection = DataDirection.FORWARD
+    """Who sends: ``forward`` (client -> server), ``reverse`` (the server sends, iperf3
+    -R) or ``bidirectional`` (both at once, iperf3 --bidir: flows 0..parallel-1 forward,
+    the next ``parallel`` reverse). Stream and bulk patterns only."""
     probe_hz: Annotated[float, Strict(), Field(ge=1, le=100)] = 20.0
     """``latency_under_load``: UDP and TCP probes per second (flent's RRUL uses 5-100)."""
     probe_idle_s: Annotated[float, Strict(), Field(ge=0.2, le=30)] = 1.0
@@ -115,9 +129,14 @@ class Workload(_Frozen):
                 f'@{probing[0]}@ only for pattern = "latency_under_load" (the probe runs '
                 "beside a bulk load)"
             )
-        if self.count < self.parallel:
+        if self.direction is not DataDirection.FORWARD and self.pattern is Pattern.ECHO:
             raise ValueError(
-                f"@count@ {self.count} messages cannot be shared by {self.parallel} parallel flows"
+                f"@direction@ {self.direction.value!r}: echo already goes both ways; reverse "
+                'and bidirectional are for pattern = "stream", "bulk" or "latency_under_load"'
+            )
+        if self.count < self.flows:
+            raise ValueError(
+                f"@count@ {self.count} messages cannot be shared by {self.flows} flows"
             )
         if self.parallel > 1 and not self.bulk:
             raise ValueError(
@@ -132,6 +151,18 @@ class Workload(_Frozen):
     def bulk(self) -> bool:
         """Send as fast as the protocol allows (TCP) for a duration, as iperf3 does."""
         return self.pattern in (Pattern.BULK, Pattern.LATENCY_UNDER_LOAD)
+
+    @property
+    def flows(self) -> int:
+        """Flows of one protocol with ports (TCP, UDP): ``parallel`` in each direction."""
+        both = self.direction is DataDirection.BIDIRECTIONAL
+        return self.parallel * (2 if both else 1)
+
+    def reverse(self, flow: int) -> bool:
+        """Whether ``flow`` sends server -> client (reverse, or bidirectional's second half)."""
+        if self.direction is DataDirection.BIDIRECTIONAL:
+            return flow >= self.parallel
+        return self.direction is DataDirection.REVERSE
 
     @property
     def probing(self) -> bool:
@@ -345,22 +376,26 @@ class Scenario(_Frozen):
         if len(set(self.protocols)) != len(self.protocols):
             raise ValueError("@protocols@ each protocol may appear once")
         datagrams = [p.value for p in self.protocols if p is not Protocol.TCP]
-        if self.workload.parallel > 1 and datagrams:
+        if self.workload.parallel > 1 and Protocol.RAW in self.protocols:
             raise ValueError(
-                f"@workload.parallel@ parallel flows are TCP only for now; drop "
-                f"{' and '.join(datagrams)} from protocols or set parallel = 1"
+                "@workload.parallel@ raw IP has no ports, so parallel raw flows could not be "
+                "told apart; drop raw from protocols or set parallel = 1"
             )
-        flows = range(self.ports.tcp, self.ports.tcp + self.workload.parallel)
-        if self.workload.parallel > 1 and flows[-1] > 65535:
-            raise ValueError(
-                f"@workload.parallel@ {self.workload.parallel} flows need TCP ports "
-                f"{flows[0]}-{flows[-1]}: past 65535"
-            )
-        if self.workload.probing and self.ports.probe in flows:
-            raise ValueError(
-                f"@ports.probe@ {self.ports.probe} is one of the TCP flows' ports "
-                f"({flows[0]}-{flows[-1]}): the probe needs its own"
-            )
+        for protocol in (Protocol.TCP, Protocol.UDP):
+            if protocol not in self.protocols:
+                continue
+            first = getattr(self.ports, protocol.value)
+            flows = range(first, first + self.workload.flows)
+            if flows[-1] > 65535:
+                raise ValueError(
+                    f"@workload.parallel@ {self.workload.flows} {protocol.value} flows need "
+                    f"ports {flows[0]}-{flows[-1]}: past 65535"
+                )
+            if self.workload.probing and self.ports.probe in flows:
+                raise ValueError(
+                    f"@ports.probe@ {self.ports.probe} is one of the {protocol.value} flows' "
+                    f"ports ({flows[0]}-{flows[-1]}): the probe needs its own"
+                )
         if (
             self.workload.bulk
             and self.workload.rate is None

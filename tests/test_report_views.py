@@ -760,7 +760,7 @@ def _probe_and_flows_run(folder: Path) -> Path:
 def test_probe_and_flow_sections_show_what_the_tables_hold(tmp_path: Path) -> None:
     folder = _probe_and_flows_run(tmp_path / "run")
     page_html = build_page(load_run(folder), only=("probe", "flows"))
-    assert "Latency under load" in page_html and "Parallel flows" in page_html
+    assert "Latency under load" in page_html and "Flows: parallel and both directions" in page_html
     assert "Jain&#x27;s fairness index 0.800 over 2 flows" in page_html
     assert "UDP probe beside the TCP load" in page_html
     assert "550" in page_html  # the table's loaded round trip

@@ -55,7 +55,7 @@ def test_quickstart_delivers_everything_in_order(
     meta = run.meta
     assert meta["complete"] is True
     assert meta["congestion_control"] == "cubic"
-    assert meta["format_version"] == 2  # results/README.md: format_version 2
+    assert meta["format_version"] == 3  # results/README.md: format_version 3
     assert meta["seed"] == scenario.seed
     # durations are measured, not bounded here: docs/benchmarks.md reports them
     assert meta["testbed_setup_s"] > 0 and meta["testbed_teardown_s"] > 0

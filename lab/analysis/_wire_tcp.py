@@ -198,8 +198,12 @@ def analyze_tcp_frames(
     server_port: int,
     *,
     blocked_threshold_ns: int = BLOCKED_THRESHOLD_NS,
+    reverse: bool = False,
 ) -> TcpWireAnalysis:
-    """:func:`analyze_tcp` on already-read packet tables (``PcapFrame.packets``)."""
+    """:func:`analyze_tcp` on already-read packet tables (``PcapFrame.packets``).
+
+    ``reverse``: the messages went server -> client (a reverse flow), so head-of-line
+    blocking is judged on that direction."""
     cl = flow_segments(client, client_port, server_port)
     sv = flow_segments(server, client_port, server_port)
     if cl.empty and sv.empty:
@@ -251,7 +255,9 @@ def analyze_tcp_frames(
         ignore_index=True,
     ).sort_values(["ts_ns", "kind"], kind="stable", ignore_index=True)
     stats = _stats(cl2, sv2, rtt, handshake, ports=(client_port, server_port))
-    hol = head_of_line(cl2, sv2, messages, blocked_threshold_ns=blocked_threshold_ns)
+    hol = head_of_line(
+        cl2, sv2, messages, blocked_threshold_ns=blocked_threshold_ns, reverse=reverse
+    )
     return TcpWireAnalysis(segments, stats, rtt, hol, {int(k): int(v) for k, v in isn.items()})
 
 
@@ -482,8 +488,9 @@ def head_of_line(
     messages: pd.DataFrame,
     *,
     blocked_threshold_ns: int = BLOCKED_THRESHOLD_NS,
+    reverse: bool = False,
 ) -> pd.DataFrame:
-    """Per TCP message: when its last byte first reached the server's interface and how
+    """Per TCP message: when its last byte first reached the receiver's interface and how
     long it then waited in the receiver's kernel before the application had it.
 
     Messages go back to back in the stream, so message k holds the bytes after the
@@ -492,16 +499,19 @@ def head_of_line(
     earlier byte is missing. ``t_complete_ns`` is when every byte up to its last had
     arrived, ``wait_offset`` the stream offset of the byte that arrived last among
     them; ``blocked`` = waited > ``blocked_threshold_ns`` with such a byte missing at
-    its arrival. ``t_first_tx_ns`` is when the client first sent its last byte.
+    its arrival. ``t_first_tx_ns`` is when the sender first sent its last byte. The
+    sender is the client, or with ``reverse`` the server (``client`` and ``server`` are
+    the two ends' captures either way).
     """
     tcp = messages.loc[messages["protocol"] == "tcp"].sort_values("seq", kind="stable")
     size = tcp["size"].to_numpy(dtype=np.int64)
     end = np.cumsum(size)
     first_byte, last_byte = end - size, end - 1
-    to_server = server.loc[server["dir"] == 0]
-    from_client = client.loc[client["dir"] == 0]
-    t_last, t_complete, wait, _ = _first_times(to_server.reset_index(drop=True), last_byte)
-    t_tx, _, _, _ = _first_times(from_client.reset_index(drop=True), last_byte)
+    way, sender, receiver = (1, server, client) if reverse else (0, client, server)
+    arriving = receiver.loc[receiver["dir"] == way]
+    leaving = sender.loc[sender["dir"] == way]
+    t_last, t_complete, wait, _ = _first_times(arriving.reset_index(drop=True), last_byte)
+    t_tx, _, _, _ = _first_times(leaving.reset_index(drop=True), last_byte)
     t_recv = tcp["t_recv_ns"].astype("Int64").to_numpy(dtype=np.int64, na_value=-1)
     arrived = (t_last >= 0) & (t_recv >= 0)
     hol_wait = np.where(arrived, t_recv - t_last, 0)

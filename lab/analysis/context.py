@@ -80,8 +80,8 @@ def sending_figures(
       equal to the offered rate when every send returned on schedule, lower when the
       sender blocked (a full TCP window).
     * ``backlog_p50_ms`` / ``backlog_p99_ms``: per message, application ``send`` ->
-      first transmission of its last byte on the client's capture (``first_tx``:
-      protocol, seq, t_first_tx_ns), RFC 2330 percentiles. For UDP and RAW this is
+      first transmission of its last byte on the sender's capture (``first_tx``:
+      protocol, flow, seq, t_first_tx_ns), RFC 2330 percentiles. For UDP and RAW this is
       the host's own stack (tens of microseconds); for TCP it adds the time the bytes
       waited in the socket buffer for the congestion or receive window.
     """
@@ -93,8 +93,10 @@ def sending_figures(
         span_ns = float(sent.max() - sent.min()) if len(sent) > 1 else 0.0
         size_bits = float(own["size"].astype("Int64").dropna().mean()) * 8 if len(own) else 0.0
         send_rate = (len(sent) - 1) * size_bits / (span_ns / _NS_PER_S) if span_ns > 0 else np.nan
-        tx = first_tx.loc[first_tx["protocol"] == protocol, ["seq", "t_first_tx_ns"]]
-        joined = own[["seq", "t_send_ns"]].merge(tx, on="seq", how="inner")
+        # flows of a protocol repeat each other's seqs: match within the flow when known
+        keys = ["flow", "seq"] if "flow" in own and "flow" in first_tx else ["seq"]
+        tx = first_tx.loc[first_tx["protocol"] == protocol, [*keys, "t_first_tx_ns"]]
+        joined = own[[*keys, "t_send_ns"]].merge(tx, on=keys, how="inner")
         backlog = joined["t_first_tx_ns"].astype("Int64") - joined["t_send_ns"].astype("Int64")
         rows.append(
             {

@@ -13,6 +13,7 @@ stands out as ``unexplained``: a self-induced loss or a bug.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,12 @@ import pandas as pd
 
 from lab._protocols import IPPROTO_LAB_RAW, IPPROTO_TCP, IPPROTO_UDP
 from lab.analysis import _tcp
-from lab.analysis._wire_tcp import BLOCKED_THRESHOLD_NS, CLIENT_TO_SERVER, TcpWireAnalysis
+from lab.analysis._wire_tcp import (
+    BLOCKED_THRESHOLD_NS,
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    TcpWireAnalysis,
+)
 from lab.errors import AnalysisError
 
 EXPLAINED_COLUMNS = (
@@ -92,6 +98,45 @@ Mask = npt.NDArray[np.bool_]
 StrArray = npt.NDArray[Any]
 
 
+@dataclass(frozen=True)
+class _Way:
+    """Which way a flow's messages went, in the names the captures and the engine use.
+
+    The join's tables and texts are written for the usual way (the client sends); a
+    reverse flow (the server sends) reads the other capture and direction, and its texts
+    swap the two ends' names (:meth:`words`).
+    """
+
+    reverse: bool = False
+
+    @property
+    def sender(self) -> str:
+        return "server" if self.reverse else "client"
+
+    @property
+    def receiver(self) -> str:
+        return "client" if self.reverse else "server"
+
+    @property
+    def direction(self) -> str:
+        return SERVER_TO_CLIENT if self.reverse else CLIENT_TO_SERVER
+
+    @property
+    def isn_key(self) -> int:
+        """``TcpWireAnalysis.isn``'s key of the data direction."""
+        return 1 if self.reverse else 0
+
+    def words(self, text: pd.Series) -> pd.Series:
+        """``text`` with "client" and "server" meaning the sender and the receiver."""
+        if not self.reverse:
+            return text
+        return text.str.replace(_END_NAMES, lambda m: _OTHER_END[m.group(1)], regex=True)
+
+
+_END_NAMES = re.compile(r"\b(client|server)\b")
+_OTHER_END = {"client": "server", "server": "client"}
+
+
 def _ms(values: pd.Series) -> pd.Series:
     """Nanosecond durations as text in ms with one decimal ("?" when missing)."""
     ms = values.astype("Float64") / 1e6
@@ -125,9 +170,14 @@ def explain_udp_losses(
     client_address: str | None = None,
     receive_drops: int | None = None,
     engine_overload: int | None = None,
+    reverse: bool = False,
 ) -> pd.DataFrame:
     """Every UDP (or, with ``protocol="raw"``, RAW) message that never reached the
     server application, with its cause.
+
+    The names follow a forward flow. For a ``reverse`` one (the server sends) pass the
+    server's port, capture and address as the ``client_*`` ones and the client's as the
+    ``server_*`` ones (the sender's first): the evidence then names the ends as they are.
 
     RAW has no ports: its datagrams are told apart by IP protocol 253, direction
     (engine) and source address (captures, when ``client_address`` is given).
@@ -153,7 +203,7 @@ def explain_udp_losses(
     lost = lost.astype({"seq": "int64", "t_send_ns": "Int64"}).reset_index(drop=True)
     gt = ground_truth
     if protocol == "raw":
-        mine = (gt["ip_proto"] == IPPROTO_LAB_RAW) & (gt["direction"] == "client_to_server")
+        mine = (gt["ip_proto"] == IPPROTO_LAB_RAW) & (gt["direction"] == _Way(reverse).direction)
     else:
         mine = (
             (gt["ip_proto"] == IPPROTO_UDP)
@@ -251,7 +301,7 @@ def explain_udp_losses(
             "blame": cause.map(BLAME).fillna("unknown").to_numpy(),
             "explained": explained,
             "delay_ms": np.nan,
-            "evidence": evidence.to_numpy(),
+            "evidence": _Way(reverse).words(evidence).to_numpy(),
         },
         columns=list(EXPLAINED_COLUMNS),
     )
@@ -303,32 +353,32 @@ def late_threshold_ns(messages: pd.DataFrame) -> float:
 
 
 def _engine_tcp(
-    ground_truth: pd.DataFrame, analysis: TcpWireAnalysis, ports: tuple[int, int]
+    ground_truth: pd.DataFrame, analysis: TcpWireAnalysis, ports: tuple[int, int], way: _Way
 ) -> pd.DataFrame:
-    """The engine's client -> server data segments with 0-based stream offsets."""
-    client_port, server_port = ports
+    """The engine's data segments (sender -> receiver) with 0-based stream offsets."""
+    source, destination = ports[::-1] if way.reverse else ports
     gt = ground_truth
     rows = gt.loc[
         (gt["ip_proto"] == IPPROTO_TCP)
-        & (gt["src_port"] == client_port).fillna(False)
-        & (gt["dst_port"] == server_port).fillna(False)
+        & (gt["src_port"] == source).fillna(False)
+        & (gt["dst_port"] == destination).fillna(False)
         & (gt["payload_len"] > 0)
     ].sort_values("t_in_ns", kind="stable")
     rows = rows.reset_index(drop=True)
-    if rows.empty or 0 not in analysis.isn:
+    if rows.empty or way.isn_key not in analysis.isn:
         return rows.assign(start=np.zeros(len(rows), np.int64), stop=np.zeros(len(rows), np.int64))
     seq = rows["tcp_seq"].to_numpy(dtype=np.int64)
-    base = np.full(seq.size, analysis.isn[0], dtype=np.int64)
+    base = np.full(seq.size, analysis.isn[way.isn_key], dtype=np.int64)
     start = _tcp._unwrap(seq, np.zeros(seq.size, np.int64), base) - 1
     length = rows["payload_len"].to_numpy(dtype=np.int64)
     return rows.assign(start=start, stop=start + length)
 
 
-def _carriers(segments: pd.DataFrame, side: str) -> pd.DataFrame:
-    """Client -> server data segments of one capture, in capture order, with offsets."""
+def _carriers(segments: pd.DataFrame, side: str, way: _Way) -> pd.DataFrame:
+    """Data segments (sender -> receiver) of one capture, in capture order, with offsets."""
     rows = segments.loc[
         (segments["side"] == side)
-        & (segments["direction"] == CLIENT_TO_SERVER)
+        & (segments["direction"] == way.direction)
         & (segments["len"] > 0)
     ].reset_index(drop=True)
     syn = (rows["flags"].to_numpy(dtype=np.int64) & _tcp.SYN) > 0
@@ -363,6 +413,7 @@ def explain_tcp_delays(
     server_port: int,
     *,
     late_ns: float | None = None,
+    reverse: bool = False,
 ) -> pd.DataFrame:
     """Every late TCP message (:func:`late_threshold_ns`, or head-of-line blocked),
     with where its delay came from and the evidence.
@@ -413,7 +464,11 @@ def explain_tcp_delays(
     :data:`BLAME` maps each cause to ``impairment``, ``host``, ``sender`` or
     ``unknown``. Whatever the cause, a message that waited for an engine drop also
     gets it in its evidence.
+
+    The legs above follow a forward flow. In a ``reverse`` flow the server sends: the
+    same legs run from the server's capture to the client's, and the evidence says so.
     """
+    way = _Way(reverse)
     tcp = messages.loc[messages["protocol"] == "tcp"].sort_values("seq", kind="stable")
     hol = analysis.hol.reset_index(drop=True)
     if tcp.empty or hol.empty:
@@ -423,7 +478,7 @@ def explain_tcp_delays(
     late = (owd > threshold) | hol["blocked"].to_numpy(dtype=np.bool_)
     if not late.any():
         return _empty()
-    path = _path(ground_truth, analysis, (client_port, server_port))
+    path = _path(ground_truth, analysis, (client_port, server_port), way)
     t_send = _int64(tcp["t_send_ns"])
     t_recv = _int64(tcp["t_recv_ns"])
     last_byte = hol["last_byte"].to_numpy(dtype=np.int64)
@@ -445,7 +500,7 @@ def explain_tcp_delays(
     own_drop = own_harm["found"].to_numpy(dtype=np.bool_) & (own["recovered"] > 0)
     wait_found = wait_harm["found"].to_numpy(dtype=np.bool_)
     hol_kind = _head_of_line_kind(own, waited, wait_found)
-    flight = _in_flight(analysis.segments, path.client, t_send[sel])
+    flight = _in_flight(analysis.segments, path.client, t_send[sel], way)
 
     excess = {
         name: np.nan_to_num(np.maximum(legs[name].to_numpy(np.float64) - usual[name], 0.0))
@@ -551,7 +606,7 @@ def explain_tcp_delays(
             "blame": cause.map(BLAME).fillna("unknown").to_numpy(),
             "explained": (cause != "unexplained").to_numpy(dtype=np.bool_),
             "delay_ms": (delay / 1e6).to_numpy(dtype=np.float64, na_value=np.nan),
-            "evidence": evidence.to_numpy(),
+            "evidence": way.words(evidence).to_numpy(),
         },
         columns=list(EXPLAINED_COLUMNS),
     )
@@ -559,18 +614,21 @@ def explain_tcp_delays(
 
 @dataclass(frozen=True)
 class _Path:
-    """The client -> server data segments of one exchange, as each view saw them."""
+    """The data segments of one exchange, as each view saw them (``client``: the sender's
+    capture, ``server``: the receiver's; the other way round in a reverse flow)."""
 
-    client: pd.DataFrame  #: client capture, capture order, with stream offsets
-    server: pd.DataFrame  #: server capture minus the copies the engine corrupted
+    client: pd.DataFrame  #: sender's capture, capture order, with stream offsets
+    server: pd.DataFrame  #: receiver's capture minus the copies the engine corrupted
     engine: pd.DataFrame  #: every engine row (:func:`_engine_tcp`)
     forwarded: pd.DataFrame  #: engine rows written intact, with ``sched`` (ns)
 
 
-def _path(ground_truth: pd.DataFrame, analysis: TcpWireAnalysis, ports: tuple[int, int]) -> _Path:
-    engine = _engine_tcp(ground_truth, analysis, ports)
-    client = _carriers(analysis.segments, "client")
-    server = _carriers(analysis.segments, "server")
+def _path(
+    ground_truth: pd.DataFrame, analysis: TcpWireAnalysis, ports: tuple[int, int], way: _Way
+) -> _Path:
+    engine = _engine_tcp(ground_truth, analysis, ports, way)
+    client = _carriers(analysis.segments, way.sender, way)
+    server = _carriers(analysis.segments, way.receiver, way)
     corrupted = engine["corrupted"].astype("boolean").fillna(False).to_numpy(dtype=np.bool_)
     bad = _lookup(_keys(engine.loc[corrupted], "payload_len"), _keys(server, "len")) >= 0
     server = server.loc[~bad].reset_index(drop=True)
@@ -761,7 +819,7 @@ def _head_of_line_kind(own: dict[str, I64], waited: dict[str, I64], found: Mask)
     return kind
 
 
-def _in_flight(segments: pd.DataFrame, client: pd.DataFrame, when: I64) -> I64:
+def _in_flight(segments: pd.DataFrame, client: pd.DataFrame, when: I64, way: _Way) -> I64:
     """Bytes the client had sent and not yet seen acknowledged at each time ``when``,
     by its own capture (-1: not known)."""
     if client.empty:
@@ -771,8 +829,8 @@ def _in_flight(segments: pd.DataFrame, client: pd.DataFrame, when: I64) -> I64:
     at = np.searchsorted(sent_ts, when, side="right") - 1
     sent = np.where(at >= 0, sent_top[np.maximum(at, 0)], 0)
     acks = segments.loc[
-        (segments["side"] == "client")
-        & (segments["direction"] != CLIENT_TO_SERVER)
+        (segments["side"] == way.sender)
+        & (segments["direction"] != way.direction)
         & segments["ack"].notna()
     ]
     acked = np.zeros(when.size, dtype=np.int64)
@@ -1053,6 +1111,7 @@ def explain(
     packets: Callable[[str, str], pd.DataFrame | None],
     tcp: Mapping[int, TcpWireAnalysis] | None = None,
     client_address: str | None = None,
+    server_address: str | None = None,
     engine_overload: int | None = None,
     late_ns: float | None = None,
 ) -> pd.DataFrame:
@@ -1072,22 +1131,26 @@ def explain(
         mine = messages
         if "flow" in messages:
             mine = messages.loc[(messages["protocol"] != protocol) | (messages["flow"] == flow)]
+        way = _Way(row.get("direction") == SERVER_TO_CLIENT)
         if protocol in ("udp", "raw"):
-            counter = "server.Raw.Drops" if protocol == "raw" else "server.Udp.RcvbufErrors"
-            captured = [packets(protocol, side) for side in ("client", "server")]
+            counter = "Raw.Drops" if protocol == "raw" else "Udp.RcvbufErrors"
             part = explain_udp_losses(
                 mine,
                 ground_truth,
-                *ports,
-                client_packets=captured[0],
-                server_packets=captured[1],
+                *(ports[::-1] if way.reverse else ports),
+                client_packets=packets(protocol, way.sender),
+                server_packets=packets(protocol, way.receiver),
                 protocol=protocol,
-                client_address=client_address,
-                receive_drops=_count(row.get(counter)),
-                engine_overload=engine_overload,
+                client_address=server_address if way.reverse else client_address,
+                receive_drops=_count(row.get(f"{way.receiver}.{counter}")),
+                # the client's TUN device: only a forward flow's sender writes into it
+                engine_overload=None if way.reverse else engine_overload,
+                reverse=way.reverse,
             )
         elif protocol == "tcp" and tcp is not None and flow in tcp:
-            part = explain_tcp_delays(mine, ground_truth, tcp[flow], *ports, late_ns=late_ns)
+            part = explain_tcp_delays(
+                mine, ground_truth, tcp[flow], *ports, late_ns=late_ns, reverse=way.reverse
+            )
         else:
             continue
         parts.append(part.assign(flow=flow))

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from lab.analysis import join
-from lab.analysis._wire_tcp import TcpWireAnalysis, analyze_tcp_frames, empty_tables
+from lab.analysis._wire_tcp import (
+    SERVER_TO_CLIENT,
+    TcpWireAnalysis,
+    analyze_tcp_frames,
+    empty_tables,
+)
 from lab.analysis.context import (
     FIRST_TX_COLUMNS,
     datagram_first_transmissions,
@@ -63,6 +68,7 @@ class RunRecord:
     pcap: Callable[[str, str], Path]
     ground_truth: pd.DataFrame | None = None
     client_address: str | None = None
+    server_address: str | None = None
     engine_overload: int | None = None
     offered_bps: float | None = None
     interval_ms: float = DEFAULT_INTERVAL_MS
@@ -91,7 +97,8 @@ class RunAnalysis:
 
 def analyze_run(record: RunRecord) -> RunAnalysis:
     """Summary and derived tables of one run: engine books, wire view, joins, sending."""
-    summary = summarize(record.messages)
+    directions = flow_directions(record.exchanges)
+    summary = summarize(record.messages, directions)
     tables: dict[str, pd.DataFrame] = {}
     if record.ground_truth is not None:
         books = accounting(record.ground_truth)
@@ -107,7 +114,7 @@ def analyze_run(record: RunRecord) -> RunAnalysis:
         summary["capture_drops"] = summary["protocol"].map(drops).fillna(0).astype("int64")
     tables.update(wire_tables(record))
     tables["timeseries"] = timeseries(record.messages, record.interval_ms)
-    tables["flows"] = flow_table(record.messages)
+    tables["flows"] = flow_table(record.messages, directions)
     per_flow = flow_timeseries(record.messages, record.interval_ms)
     if len(per_flow):  # parallel flows only
         tables["flow_timeseries"] = per_flow
@@ -154,6 +161,7 @@ def _tcp_tables(
             _flow_messages(record.messages, "tcp", flow),
             int(row["client_port"]),
             int(row["server_port"]),
+            reverse=is_reverse(row),
         )
     tag = "flow" in record.exchanges  # format 2: every wire table says which flow
 
@@ -171,6 +179,23 @@ def _tcp_tables(
         "rtt_samples": tagged("rtt_samples"),
         "hol": tagged("hol"),
     }
+
+
+def flow_directions(exchanges: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """Which way each flow sent, by (protocol, flow), from exchanges.csv (format 2 runs
+    before reverse flows have no ``direction``: every flow went client -> server)."""
+    if "direction" not in exchanges:
+        return {}
+    return {
+        (str(row["protocol"]), _flow_of(row)): str(row["direction"])
+        for _, row in exchanges.iterrows()
+        if isinstance(row["direction"], str)
+    }
+
+
+def is_reverse(row: pd.Series) -> bool:
+    """Whether an exchanges.csv row is a flow the server sent (reverse)."""
+    return row.get("direction") == SERVER_TO_CLIENT
 
 
 def _flow_of(row: pd.Series) -> int:
@@ -197,6 +222,7 @@ def explain_record(record: RunRecord, tcp: Mapping[int, TcpWireAnalysis]) -> pd.
         packets=record.packets,
         tcp=tcp,
         client_address=record.client_address,
+        server_address=record.server_address,
         engine_overload=record.engine_overload,
     )
 
@@ -240,16 +266,21 @@ def _add_sending_columns(
     assert record.client_address is not None and record.offered_bps is not None
     parts = []
     if hol is not None and len(hol):  # TCP: first transmission of each message's last byte
-        parts.append(hol[["seq", "t_first_tx_ns"]].assign(protocol="tcp"))
-    address = int(ipaddress.IPv4Address(record.client_address))
-    for protocol in DATAGRAM_PROTOCOLS:
-        packets = record.packets(protocol, "client")
-        if (summary["protocol"] == protocol).any() and packets is not None:
-            parts.append(datagram_first_transmissions(packets, protocol, address))
+        parts.append(hol[["seq", "t_first_tx_ns"]].assign(protocol="tcp", flow=hol.get("flow", 0)))
+    senders = {"client": record.client_address, "server": record.server_address}
+    for _, row in record.exchanges.iterrows():
+        protocol = str(row["protocol"])
+        side = "server" if is_reverse(row) else "client"  # the capture where it was sent
+        packets, address = record.packets(protocol, side), senders[side]
+        if protocol in DATAGRAM_PROTOCOLS and packets is not None and address is not None:
+            first = datagram_first_transmissions(
+                packets, protocol, int(ipaddress.IPv4Address(address))
+            )
+            parts.append(first.assign(flow=_flow_of(row)))
     first_tx = (
-        pd.concat([p[list(FIRST_TX_COLUMNS)] for p in parts], ignore_index=True)
+        pd.concat([p[[*FIRST_TX_COLUMNS, "flow"]] for p in parts], ignore_index=True)
         if parts
-        else pd.DataFrame(columns=list(FIRST_TX_COLUMNS))
+        else pd.DataFrame(columns=[*FIRST_TX_COLUMNS, "flow"])
     )
     figures = sending_figures(record.messages, first_tx, record.offered_bps).set_index("protocol")
     for column in figures.columns:
@@ -259,21 +290,28 @@ def _add_sending_columns(
 def record_of(run: Run) -> RunRecord:
     """A finished run's record, read back from its folder through :mod:`lab.results`."""
     meta = run.meta
-    client = meta.get("client")
-    address = client.get("address") if isinstance(client, dict) else None
+    address, server_address = (_address(meta, role) for role in ("client", "server"))
     return RunRecord(
         messages=run.table("messages"),
         exchanges=run.table("exchanges"),
         captures=run.table("captures") if run.has_table("captures") else pd.DataFrame(),
         pcap=run.pcap,
         ground_truth=run.table("impairment") if run.has_table("impairment") else None,
-        client_address=address if isinstance(address, str) else None,
+        client_address=address,
+        server_address=server_address,
         engine_overload=_client_tx_dropped(meta),
         interval_ms=_interval_ms(run.scenario),
         probes=run.table("probe").drop(columns="phase", errors="ignore")
         if run.has_table("probe")
         else None,
     )
+
+
+def _address(meta: dict[str, object], role: str) -> str | None:
+    """meta.json's ``<role>.address`` (the testbed host's), if recorded."""
+    host = meta.get(role)
+    address = host.get("address") if isinstance(host, dict) else None
+    return address if isinstance(address, str) else None
 
 
 def _interval_ms(scenario: dict[str, object]) -> float:

@@ -6,6 +6,7 @@ the metric definitions (and their RFC references) live in one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -42,18 +43,26 @@ _NS_PER_MS = 1e6
 _NS_PER_S = 1e9
 
 
-def summarize(messages: pd.DataFrame) -> pd.DataFrame:
+#: Which way each flow's messages went, by (protocol, flow): ``client_to_server`` (the
+#: default for a flow not listed) or ``server_to_client`` (exchanges.csv's ``direction``).
+Directions = Mapping[tuple[str, int], str]
+CLIENT_TO_SERVER = "client_to_server"
+
+
+def summarize(messages: pd.DataFrame, directions: Directions | None = None) -> pd.DataFrame:
     """One summary row per protocol, in the order protocols first appear.
 
     Columns are :data:`SUMMARY_COLUMNS`; a figure that cannot be computed (no
     message delivered, no echo) is NaN. Percentiles follow RFC 2330 §11.3 and
-    the median RFC 7679 §5.2, over delivered messages only.
+    the median RFC 7679 §5.2, over delivered messages only. Counts and goodput cover
+    every flow of the protocol, both directions of a bidirectional run included;
+    Jain's index compares flows going the same way (bidirectional: the less fair way).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in messages.columns]
     if missing:
         raise AnalysisError(f"messages table lacks column(s): {', '.join(missing)}")
     rows = [
-        _summarize_one(str(proto), messages.loc[messages["protocol"] == proto])
+        _summarize_one(str(proto), messages.loc[messages["protocol"] == proto], directions or {})
         for proto in pd.unique(messages["protocol"])
     ]
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -71,7 +80,7 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name].astype("Int64")
 
 
-def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
+def _summarize_one(protocol: str, df: pd.DataFrame, directions: Directions) -> dict[str, Any]:
     t_send = _column(df, "t_send_ns")
     t_recv = _column(df, "t_recv_ns")
     delivered_mask = t_recv.notna().to_numpy(dtype=np.bool_)
@@ -98,7 +107,11 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
         )
     defined = [j for j in jitters if not np.isnan(j)]
     jitter_ns = float(np.mean(defined)) if defined else float("nan")
-    shares = [_goodput(flow) for flow in flows]
+    ways: dict[str, list[float]] = {}
+    for number, flow in _flows(df):
+        way = directions.get((protocol, number), CLIENT_TO_SERVER)
+        ways.setdefault(way, []).append(_goodput(flow))
+    fairness = [jain_index(rates) for rates in ways.values() if len(rates) > 1]
 
     copies = (
         _column(df, "copies").fillna(0)
@@ -131,7 +144,7 @@ def _summarize_one(protocol: str, df: pd.DataFrame) -> dict[str, Any]:
         "goodput_bps": _goodput(df),
         "duration_s": (last_event - first_send) / _NS_PER_S if sent else float("nan"),
         "flows": len(flows),
-        "jain_index": jain_index(shares) if len(flows) > 1 else float("nan"),
+        "jain_index": min(fairness) if fairness else float("nan"),
     }
 
 
@@ -167,6 +180,7 @@ def jain_index(rates: list[float]) -> float:
 FLOW_COLUMNS = (
     "protocol",
     "flow",
+    "direction",
     "sent",
     "delivered",
     "goodput_bps",
@@ -176,11 +190,13 @@ FLOW_COLUMNS = (
 )
 
 
-def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
+def flow_table(messages: pd.DataFrame, directions: Directions | None = None) -> pd.DataFrame:
     """``flows.csv``: one row per protocol and flow, and each flow's share of its protocol.
 
-    ``share`` is the flow's goodput over the sum of its protocol's flows' goodputs.
+    ``share`` is the flow's goodput over the sum of the goodputs of its protocol's flows
+    going the same way.
     """
+    directions = directions or {}
     rows = []
     for protocol in pd.unique(messages["protocol"]):
         df = messages.loc[messages["protocol"] == protocol]
@@ -191,6 +207,7 @@ def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
                 {
                     "protocol": str(protocol),
                     "flow": flow,
+                    "direction": directions.get((str(protocol), flow), CLIENT_TO_SERVER),
                     "sent": len(group),
                     "delivered": int(delivered.sum()),
                     "goodput_bps": _goodput(group),
@@ -199,7 +216,7 @@ def flow_table(messages: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     frame = pd.DataFrame(rows, columns=list(FLOW_COLUMNS[:-1]))  # share comes next
-    total = frame.groupby("protocol")["goodput_bps"].transform("sum")
+    total = frame.groupby(["protocol", "direction"])["goodput_bps"].transform("sum")
     frame["share"] = frame["goodput_bps"] / total.where(total > 0)
     return frame
 

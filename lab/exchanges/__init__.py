@@ -32,6 +32,7 @@ __all__ = [
     "TCP_INFO_COLUMNS",
     "ExchangeResult",
     "ProbeHandle",
+    "flow_count",
     "run_exchange",
     "settings_for",
     "start_probe",
@@ -77,7 +78,14 @@ class ExchangeResult:
     started_ns: int
     ended_ns: int
     flow: int = 0
-    """Which of the protocol's parallel flows (0 when there is one)."""
+    """Which of the protocol's flows (0 when there is one)."""
+    reverse: bool = False
+    """The server sent the messages (reverse, or bidirectional's second half)."""
+
+    @property
+    def sender(self) -> EndpointResult:
+        """The end that sent the workload's messages."""
+        return self.server if self.reverse else self.client
 
 
 def settings_for(
@@ -85,22 +93,23 @@ def settings_for(
 ) -> EndpointSettings:
     """The endpoint settings of ``protocol``'s flow ``flow`` under ``scenario`` on ``testbed``.
 
-    Parallel flows differ only in their server port (``ports.tcp`` + flow), so each has its
-    own connection and, in the engine, its own random streams (keyed by the server port).
+    Flows differ only in their server port (``ports.tcp`` / ``ports.udp`` + flow), so each
+    has its own connection or socket and, in the engine, its own random streams (keyed by
+    the port), and in their direction (bidirectional: the second half sends server ->
+    client). A protocol's flows share ``count`` and ``rate`` evenly.
     """
-    port = scenario.ports.tcp + flow if protocol is Protocol.TCP else scenario.ports.udp
-    if protocol is Protocol.RAW:
-        port = 0  # raw IP has no ports: the server gets every protocol-253 packet
     workload = scenario.workload
-    rate = workload.messages_per_second
+    flows = flow_count(scenario, protocol)
+    # raw IP has no ports: the server gets every protocol-253 packet
+    port = 0 if protocol is Protocol.RAW else getattr(scenario.ports, protocol.value) + flow
+    rate = workload.messages_per_second / flows
     if workload.bulk and protocol is Protocol.TCP:
         rate = math.inf  # as fast as TCP allows: its window and the socket buffer set the pace
-    flows = workload.parallel if protocol is Protocol.TCP else 1
     return EndpointSettings(
         server_address=testbed.server.address,
         client_address=testbed.client.address,
         port=port,
-        count=workload.count // flows,  # parallel flows share the count (a cap, in bulk)
+        count=workload.count // flows,  # a cap, in bulk
         size=scenario.workload.size,
         rate=rate,
         echo=scenario.workload.pattern is Pattern.ECHO,
@@ -112,20 +121,31 @@ def settings_for(
         nagle=scenario.nagle,
         duration_s=workload.send_duration_s if workload.bulk else None,
         sample_tcp_info_s=TCP_INFO_INTERVAL_S if protocol is Protocol.TCP else None,
+        reverse=workload.reverse(flow),
     )
 
 
-def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> list[ExchangeResult]:
-    """Run the workload over ``protocol``, one result per flow (``workload.parallel``).
+def flow_count(scenario: Scenario, protocol: Protocol) -> int:
+    """How many flows ``protocol`` runs: ``parallel`` per direction (RAW: one per direction)."""
+    workload = scenario.workload
+    if protocol is Protocol.RAW:
+        return workload.flows // workload.parallel
+    return workload.flows
 
-    Every flow's server starts and listens first; then every client; the flows run at
-    once, each a client and a server process of its own. Raises :class:`ExchangeError`
-    if an end of any flow fails.
+
+def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> list[ExchangeResult]:
+    """Run the workload over ``protocol``, one result per flow.
+
+    Every flow's server starts and listens first; then every client. A forward flow's
+    client sends at once; a reverse flow's client says it is ready (its port) and the
+    server is told to send to it (the parent is the lab's control channel, as iperf3's
+    control connection). The flows run at once, each a client and a server process of its
+    own. Raises :class:`ExchangeError` if an end of any flow fails.
     """
     if protocol not in _ENDPOINTS:
         raise ExchangeError(f"protocol {protocol.value!r} has no exchange yet")
     serve, run_client = _ENDPOINTS[protocol]
-    flows = range(scenario.workload.parallel if protocol is Protocol.TCP else 1)
+    flows = range(flow_count(scenario, protocol))
     settings = [settings_for(scenario, protocol, testbed, flow) for flow in flows]
     budget_s = scenario.workload.send_duration_s + settings[0].run_timeout_s
     drain_s = settings[0].drain_timeout_s
@@ -134,23 +154,32 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> li
     servers, clients = [], []
     try:
         for flow, flow_settings in zip(flows, settings, strict=True):
-            server, control = spawn(
+            process, control = spawn(
                 testbed.server.netns, _role("server", flow), partial(serve, flow_settings)
             )
-            processes.append(server)
+            processes.append(process)
             servers.append(control)
             _expect(control, "ready", flow_settings.connect_timeout_s, protocol, "server")
         for flow, flow_settings in zip(flows, settings, strict=True):
-            client, control = spawn(
+            process, control = spawn(
                 testbed.client.netns, _role("client", flow), partial(run_client, flow_settings)
             )
-            processes.append(client)
+            processes.append(process)
             clients.append(control)
-        client_results = [_result(c, budget_s, protocol, "client") for c in clients]
-        for control in servers:
-            with contextlib.suppress(BrokenPipeError):  # a TCP server may be done already
-                control.send(("sender_done", time.time_ns() + int(drain_s * 1e9)))
-        server_results = [_result(c, drain_s + budget_s, protocol, "server") for c in servers]
+        for flow_settings, to_server, to_client in zip(settings, servers, clients, strict=True):
+            if flow_settings.reverse:  # the server sends once the client can receive
+                timeout_s = flow_settings.connect_timeout_s
+                port = _expect(to_client, "ready", timeout_s, protocol, "client")
+                to_server.send(("go", port))
+        ends = [
+            (s, c) if flow_settings.reverse else (c, s)
+            for flow_settings, s, c in zip(settings, servers, clients, strict=True)
+        ]
+        sent = [_result(to_sender, budget_s, protocol, "sender") for to_sender, _ in ends]
+        for _, to_receiver in ends:
+            with contextlib.suppress(BrokenPipeError):  # a TCP receiver may be done already
+                to_receiver.send(("sender_done", time.time_ns() + int(drain_s * 1e9)))
+        received = [_result(r, drain_s + budget_s, protocol, "receiver") for _, r in ends]
     finally:
         for process in processes:
             process.join(2.0)
@@ -158,20 +187,17 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> li
                 process.kill()
                 process.join()
     ended = time.time_ns()
-    return [
-        ExchangeResult(
-            protocol,
-            build_messages(protocol, flow_settings, client_result, server_result, flow),
-            client_result,
-            server_result,
-            started,
-            ended,
-            flow,
+    results = []
+    for flow, flow_settings, sender, receiver in zip(flows, settings, sent, received, strict=True):
+        reverse = flow_settings.reverse
+        client_end, server_end = (receiver, sender) if reverse else (sender, receiver)
+        messages = build_messages(protocol, flow_settings, sender, receiver, flow)
+        results.append(
+            ExchangeResult(
+                protocol, messages, client_end, server_end, started, ended, flow, reverse=reverse
+            )
         )
-        for flow, flow_settings, client_result, server_result in zip(
-            flows, settings, client_results, server_results, strict=True
-        )
-    ]
+    return results
 
 
 def _role(role: str, flow: int) -> str:
@@ -257,9 +283,9 @@ def tcp_info_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
     """``tcp_info.csv``: the TCP sender's TCP_INFO samples, oldest first."""
     rows = [
         {"flow": exchange.flow}
-        | sample_row(t_ns, parse_tcp_info(raw), exchange.client.congestion_control)
+        | sample_row(t_ns, parse_tcp_info(raw), exchange.sender.congestion_control)
         for exchange in exchanges
-        for t_ns, raw in exchange.client.tcp_info
+        for t_ns, raw in exchange.sender.tcp_info
     ]
     columns = ["protocol", "flow", *TCP_INFO_COLUMNS[1:]]
     return pd.DataFrame(rows, columns=columns)
@@ -290,22 +316,26 @@ def _result(control: Connection, timeout_s: float, protocol: Protocol, role: str
 def build_messages(
     protocol: Protocol,
     settings: EndpointSettings,
-    client: EndpointResult,
-    server: EndpointResult,
+    sender: EndpointResult,
+    receiver: EndpointResult,
     flow: int = 0,
 ) -> pd.DataFrame:
-    """One row per message: what was sent, when (and how often) it arrived."""
+    """One row per message: what was sent, when (and how often) it arrived.
+
+    ``sender`` is the client of a forward flow and the server of a reverse one; in echo
+    mode (forward only) the echoes are the sender's arrivals.
+    """
     count = settings.count
     if settings.duration_s is not None:  # bulk: the messages sent before the time was up
-        count = int((np.asarray(client.t_send_ns, dtype=np.int64) >= 0).sum())
-    received = _first_arrivals(server.arrivals, count)
+        count = int((np.asarray(sender.t_send_ns, dtype=np.int64) >= 0).sum())
+    received = _first_arrivals(receiver.arrivals, count)
     frame = pd.DataFrame(
         {
             "protocol": protocol.value,
             "flow": np.full(count, flow, dtype=np.int64),
             "seq": np.arange(count, dtype=np.int64),
             "size": np.full(count, settings.size, dtype=np.int64),
-            "t_send_ns": np.asarray(client.t_send_ns[:count], dtype=np.int64),
+            "t_send_ns": np.asarray(sender.t_send_ns[:count], dtype=np.int64),
             "t_recv_ns": received.t,
             "arrival_index": received.index,
             "copies": received.copies,
@@ -315,7 +345,7 @@ def build_messages(
     )
     frame["owd_ns"] = frame["t_recv_ns"] - frame["t_send_ns"]
     if settings.echo:
-        echoed = _first_arrivals(client.arrivals, count)
+        echoed = _first_arrivals(sender.arrivals, count)
         frame["t_echo_ns"] = echoed.t
         frame["rtt_ns"] = frame["t_echo_ns"] - frame["t_send_ns"]
     else:

@@ -54,6 +54,7 @@ class EndpointSettings:
     nagle: bool = False  # TCP: TCP_NODELAY off on both ends
     duration_s: float | None = None  # bulk: stop sending after this long (count caps it)
     sample_tcp_info_s: float | None = None  # TCP sender: sample TCP_INFO this often
+    reverse: bool = False  # the server sends, the client receives (iperf3 -R)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class EndpointResult:
     """What one endpoint observed. Times are CLOCK_REALTIME ns."""
 
     role: str
-    t_send_ns: list[int] = field(default_factory=list)  # client: by seq, -1 = not sent
+    t_send_ns: list[int] = field(default_factory=list)  # sender: by seq, -1 = not sent
     arrivals: list[tuple[int, int, bool]] = field(default_factory=list)  # (seq, t, intact)
     counters: dict[str, int] = field(default_factory=dict)
     congestion_control: str = ""  # TCP only: what the kernel reports for the socket
@@ -93,6 +94,21 @@ def paced(count: int, rate: float, duration_s: float | None = None) -> Iterator[
         if wait_ns > 20_000:
             time.sleep(wait_ns / 1e9)
         yield seq
+
+
+def wait_for_go(control: Connection, settings: EndpointSettings) -> int:
+    """Reverse flows: block until the parent says the client is ready; its port.
+
+    The client connects (TCP) or binds (UDP, RAW) and reports its port; only then may the
+    server send, or its first messages would meet a closed port.
+    """
+    deadline = time.monotonic() + settings.connect_timeout_s * 2
+    while time.monotonic() < deadline:
+        if control.poll(POLL_INTERVAL_S):
+            message = control.recv()
+            if message[0] == "go":
+                return int(message[1])
+    raise TimeoutError(f"no 'go' from the lab within {settings.connect_timeout_s * 2:g} s")
 
 
 def sender_done_deadline(control: Connection) -> int | None:

@@ -52,6 +52,7 @@ from lab.exchanges._endpoint import (
     enlarge_receive_buffer,
     paced,
     serve_datagrams,
+    wait_for_go,
 )
 from lab.exchanges._framing import HEADER, HEADER_SIZE, MessageBuilder, filler
 
@@ -159,53 +160,84 @@ def _open() -> socket.socket:
 
 
 def serve(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
-    """Receive packets until all arrived or the drain deadline passes."""
+    """Receive packets until all arrived or the drain deadline passes (reverse: send them
+    to the client's address once the lab says the client is ready)."""
     check_size(settings.size)
-    receiver = _Receiver(settings.client_address, settings)
     with _open() as server:
         enlarge_receive_buffer(server)
         server.bind((settings.server_address, 0))  # an address, no port: 0 is the only value
         control.send(("ready",))
-
-        def on_packet(packet: bytes, peer: Any, now: int) -> int | None:
-            source = peer[0]
-            accepted = receiver.accept(packet, source)
-            if accepted is None:
-                return None
-            payload, seq, intact = accepted
-            result.arrivals.append((seq, now, intact))
-            if settings.echo:
-                server.sendto(payload, (source, 0))
-            return seq
-
-        serve_datagrams(server, control, settings.count, MAX_PACKET, on_packet)
-        result.counters.update(receiver.counters(server))
+        if settings.reverse:
+            wait_for_go(control, settings)
+            _send_packets(server, settings.client_address, settings, result)
+        else:
+            _receive_packets(server, settings.client_address, settings, control, result)
 
 
 def run_client(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
-    """Send every message paced; in echo mode collect the echoes until the drain ends."""
-    builder = RawMessageBuilder(settings.size, settings.seed)
-    result.t_send_ns = [-1] * settings.count
+    """Send every message paced; in echo mode collect the echoes until the drain ends
+    (reverse: say it is ready, then receive what the server sends)."""
+    check_size(settings.size)
     with _open() as client:
         client.settimeout(POLL_INTERVAL_S)
         client.bind((settings.client_address, 0))  # fixes the source address; no port
-        destination = (settings.server_address, 0)
-        echo_receiver = _Receiver(settings.server_address, settings)
-        echoes = None
+        if settings.reverse:
+            enlarge_receive_buffer(client)
+            control.send(("ready", 0))
+            _receive_packets(client, settings.server_address, settings, control, result)
+        else:
+            _send_packets(client, settings.server_address, settings, result)
+
+
+def _receive_packets(
+    sock: socket.socket,
+    peer_address: str,
+    settings: EndpointSettings,
+    control: Connection,
+    result: EndpointResult,
+) -> None:
+    """Keep the peer's packets that pass the checksum (echoing them in echo mode) until
+    all arrived or the drain deadline passes."""
+    receiver = _Receiver(peer_address, settings)
+
+    def on_packet(packet: bytes, peer: Any, now: int) -> int | None:
+        source = peer[0]
+        accepted = receiver.accept(packet, source)
+        if accepted is None:
+            return None
+        payload, seq, intact = accepted
+        result.arrivals.append((seq, now, intact))
         if settings.echo:
-            echoes = EchoCollector(
-                client,
-                settings.count,
-                MAX_PACKET,
-                lambda data, peer: _seq_intact(echo_receiver, data, peer),
-            )
-        for seq in paced(settings.count, settings.rate, settings.duration_s):
-            now = time.time_ns()
-            client.sendto(builder.build(seq, now), destination)
-            result.t_send_ns[seq] = now
-        if echoes is not None:
-            result.arrivals = echoes.join(settings.drain_timeout_s)
-            result.counters.update(echo_receiver.counters(client))
+            sock.sendto(payload, (source, 0))
+        return seq
+
+    serve_datagrams(sock, control, settings.count, MAX_PACKET, on_packet)
+    result.counters.update(receiver.counters(sock))
+
+
+def _send_packets(
+    sock: socket.socket, peer_address: str, settings: EndpointSettings, result: EndpointResult
+) -> None:
+    """Send every message paced; in echo mode collect the echoes until the drain ends."""
+    builder = RawMessageBuilder(settings.size, settings.seed)
+    result.t_send_ns = [-1] * settings.count
+    destination = (peer_address, 0)
+    echo_receiver = _Receiver(peer_address, settings)
+    echoes = None
+    if settings.echo:
+        echoes = EchoCollector(
+            sock,
+            settings.count,
+            MAX_PACKET,
+            lambda data, peer: _seq_intact(echo_receiver, data, peer),
+        )
+    for seq in paced(settings.count, settings.rate, settings.duration_s):
+        now = time.time_ns()
+        sock.sendto(builder.build(seq, now), destination)
+        result.t_send_ns[seq] = now
+    if echoes is not None:
+        result.arrivals = echoes.join(settings.drain_timeout_s)
+        result.counters.update(echo_receiver.counters(sock))
 
 
 def _seq_intact(receiver: _Receiver, packet: bytes, peer: Any) -> tuple[int, bool] | None:

@@ -4,7 +4,9 @@ The socket calls follow the classic flow on purpose, so a reader recognises them
 server ``socket -> setsockopt(SO_REUSEADDR) -> setsockopt(TCP_CONGESTION) -> bind ->
 listen -> accept -> setsockopt(TCP_CONGESTION, TCP_NODELAY) -> recv -> sendall -> close``;
 client ``socket -> setsockopt(TCP_CONGESTION) -> settimeout -> connect ->
-setsockopt(TCP_NODELAY) -> sendall -> recv -> close``.
+setsockopt(TCP_NODELAY) -> sendall -> recv -> close``. In a reverse flow (iperf3 -R)
+the roles of the data swap, not of the connection: the client still connects, then
+reads (``recv``) what the server sends (``sendall``).
 
 ``TCP_NODELAY`` is on at both ends unless the scenario says ``nagle = true``: with
 Nagle's algorithm (RFC 896) a small write waits while an earlier segment is unacked,
@@ -25,6 +27,7 @@ from lab.exchanges._endpoint import (
     EndpointSettings,
     paced,
     sender_done_deadline,
+    wait_for_go,
 )
 from lab.exchanges._framing import MessageBuilder, StreamReassembler, filler, parse_header
 from lab.exchanges._tcpinfo import TcpInfoSampler
@@ -48,8 +51,8 @@ def set_nagle(sock: socket.socket, nagle: bool) -> None:
 
 
 def serve(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
-    """Accept one connection and read messages until the client closes or time runs out."""
-    expected_filler = filler(settings.seed, settings.size)
+    """Accept one connection; read messages until the client closes or time runs out
+    (reverse: send them, once the lab says the client is ready)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         pin_congestion_control(server, settings.congestion_control)
@@ -64,29 +67,16 @@ def serve(settings: EndpointSettings, control: Connection, result: EndpointResul
                 connection, settings.congestion_control
             )
             set_nagle(connection, settings.nagle)  # echoes leave at once, as requests do
-            connection.settimeout(POLL_INTERVAL_S)
-            stream = StreamReassembler()
-            deadline: int | None = None
-            while deadline is None or time.time_ns() < deadline:
-                deadline = deadline or sender_done_deadline(control)
-                try:
-                    chunk = connection.recv(RECV_BYTES)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    break  # the client closed its side: every byte it sent has arrived
-                now = time.time_ns()
-                for message in stream.feed(chunk):
-                    seq = parse_header(message)[0]
-                    result.arrivals.append((seq, now, message[16:] == expected_filler))
-                    if settings.echo:
-                        connection.sendall(message)
+            if settings.reverse:
+                wait_for_go(control, settings)
+                _send_messages(connection, settings, result)
+            else:
+                _receive_messages(connection, settings, control, result)
 
 
 def run_client(settings: EndpointSettings, control: Connection, result: EndpointResult) -> None:
-    """Connect, send every message paced, then close and wait for the server to finish."""
-    builder = MessageBuilder(settings.size, settings.seed)
-    result.t_send_ns = [-1] * settings.count
+    """Connect, send every message paced, then close and wait for the server to finish
+    (reverse: say so when connected, then read what the server sends)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
         result.congestion_control = pin_congestion_control(client, settings.congestion_control)
         client.settimeout(settings.connect_timeout_s)
@@ -94,26 +84,68 @@ def run_client(settings: EndpointSettings, control: Connection, result: Endpoint
         # Each message leaves when sent; Nagle would hold small ones back and blur the delay.
         set_nagle(client, settings.nagle)
         result.local_port, result.peer_port = client.getsockname()[1], settings.port
-        client.settimeout(settings.run_timeout_s)  # sendall blocks while the window is shut
-        echoes = _EchoReader(client, settings) if settings.echo else None
-        sampler = (
-            TcpInfoSampler(client, settings.sample_tcp_info_s)
-            if settings.sample_tcp_info_s
-            else None
-        )
+        if settings.reverse:
+            control.send(("ready", result.local_port))
+            _receive_messages(client, settings, control, result)
+        else:
+            _send_messages(client, settings, result)
+
+
+def _receive_messages(
+    connection: socket.socket,
+    settings: EndpointSettings,
+    control: Connection,
+    result: EndpointResult,
+) -> None:
+    """Read messages (echoing each one in echo mode) until the peer closes its side or the
+    drain deadline after the last send passes."""
+    expected_filler = filler(settings.seed, settings.size)
+    connection.settimeout(POLL_INTERVAL_S)
+    stream = StreamReassembler()
+    deadline: int | None = None
+    while deadline is None or time.time_ns() < deadline:
+        deadline = deadline or sender_done_deadline(control)
         try:
-            for seq in paced(settings.count, settings.rate, settings.duration_s):
-                now = time.time_ns()
-                client.sendall(builder.build(seq, now))
-                result.t_send_ns[seq] = now
-            client.shutdown(socket.SHUT_WR)  # FIN: "no more messages"
-            if echoes is not None:
-                result.arrivals = echoes.join(settings)
-            else:
-                _wait_for_close(client, settings)
-        finally:
-            if sampler is not None:  # the sender's view until every byte was acknowledged
-                result.tcp_info = sampler.stop()
+            chunk = connection.recv(RECV_BYTES)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break  # the sender closed its side: every byte it sent has arrived
+        now = time.time_ns()
+        for message in stream.feed(chunk):
+            seq = parse_header(message)[0]
+            result.arrivals.append((seq, now, message[16:] == expected_filler))
+            if settings.echo:
+                connection.sendall(message)
+
+
+def _send_messages(
+    connection: socket.socket, settings: EndpointSettings, result: EndpointResult
+) -> None:
+    """Send every message paced, close the sending side (FIN), wait for the peer to close
+    (or, in echo mode, for the echoes)."""
+    builder = MessageBuilder(settings.size, settings.seed)
+    result.t_send_ns = [-1] * settings.count
+    connection.settimeout(settings.run_timeout_s)  # sendall blocks while the window is shut
+    echoes = _EchoReader(connection, settings) if settings.echo else None
+    sampler = (
+        TcpInfoSampler(connection, settings.sample_tcp_info_s)
+        if settings.sample_tcp_info_s
+        else None
+    )
+    try:
+        for seq in paced(settings.count, settings.rate, settings.duration_s):
+            now = time.time_ns()
+            connection.sendall(builder.build(seq, now))
+            result.t_send_ns[seq] = now
+        connection.shutdown(socket.SHUT_WR)  # FIN: "no more messages"
+        if echoes is not None:
+            result.arrivals = echoes.join(settings)
+        else:
+            _wait_for_close(connection, settings)
+    finally:
+        if sampler is not None:  # the sender's view until every byte was acknowledged
+            result.tcp_info = sampler.stop()
 
 
 def _wait_for_close(client: socket.socket, settings: EndpointSettings) -> None:

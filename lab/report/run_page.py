@@ -85,7 +85,7 @@ def build_page(run: RunData, *, only: Collection[str] | None = None) -> str:
         ("summary", "Summary", lambda: _summary(run)),
         ("over-time", "Over time", lambda: _over_time(run)),
         ("probe", "Latency under load", lambda: _probe(run)),
-        ("flows", "Parallel flows", lambda: _flows(run)),
+        ("flows", "Flows: parallel and both directions", lambda: _flows(run)),
         ("delay", "One-way delay", lambda: _delay(prepared)),
         ("sequence", "Sequence numbers vs arrival", lambda: _sequence(prepared)),
         ("loss", "Loss over time", lambda: _loss(prepared)),
@@ -416,11 +416,18 @@ def _flows(run: RunData) -> str:
                     f"{float(index):.3f} over {int(record['flows'])} flows. "
                 )
     html = h.table(shown, key_column="flow") + h.caption(
-        jain + "flows.csv: each parallel flow's goodput (its delivered message bytes from "
-        "its first send to its last delivery) and its share of its protocol's. Jain's index "
-        "is (Σx)² / (n Σx²) over the flows' goodputs: 1 when all get the same, 1/n when one "
+        jain + "flows.csv: each flow's goodput (its delivered message bytes from its first "
+        "send to its last delivery) and its share of its protocol's flows going the same way "
+        "(direction: client_to_server, or server_to_client when the server sent, as with "
+        "iperf3 -R). Jain's index is (Σx)² / (n Σx²) over the goodputs of the flows going "
+        "one way (bidirectional: the less fair way): 1 when all get the same, 1/n when one "
         "gets everything."
     )
+    ways = {
+        (str(r["protocol"]), str(r["flow"])): " (server → client)"
+        for r in table.to_dict(orient="records")
+        if r.get("direction") == "server_to_client"
+    }
     per_flow = run.table("flow_timeseries")
     if per_flow is None or per_flow.empty:
         return html
@@ -434,7 +441,9 @@ def _flows(run: RunData) -> str:
                 y=as_float(rows["throughput_bps"]) / 1e6,
                 mode="lines",
                 line={"shape": "hv", "color": h.protocol_color("", index)},
-                name=h.esc(f"{str(protocol).upper()} flow {flow}"),
+                name=h.esc(
+                    f"{str(protocol).upper()} flow {flow}{ways.get((str(protocol), str(flow)), '')}"
+                ),
                 hovertemplate="%{y:.3f} Mbit/s at %{x:.2f} s<extra>%{fullData.name}</extra>",
             )
         )

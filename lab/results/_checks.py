@@ -83,7 +83,8 @@ class Workload:
     protocols: tuple[str, ...] = ALL_PROTOCOLS
     count: int = MAX_COUNT
     size: int = MAX_SIZE
-    #: TCP flows at once (workload.parallel); unknown: the most there can be.
+    #: Flows of one protocol (workload.parallel, twice that when bidirectional); unknown:
+    #: the most there can be.
     parallel: int = 1
     #: values x repetitions of a sweep (its folder's meta.json), 1 for a run.
     sweep_cells: int = MAX_SWEEP_VALUES * MAX_SWEEP_REPEAT
@@ -99,7 +100,8 @@ class Workload:
 
 
 #: The bound when nothing is known: the largest run a valid scenario describes.
-LARGEST = Workload(parallel=MAX_PARALLEL)
+MAX_FLOWS = 2 * MAX_PARALLEL  # parallel flows each way of a bidirectional workload
+LARGEST = Workload(parallel=MAX_FLOWS)
 
 
 def _bounded_int(table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -120,22 +122,24 @@ def workload_of(scenario: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> 
         rounds = _bounded_int({"r": repeat}, "r", 1, 1, MAX_SWEEP_REPEAT)
         cells = len(values) * rounds
     if not scenario:
-        return Workload(sweep_cells=cells, parallel=MAX_PARALLEL)
+        return Workload(sweep_cells=cells, parallel=MAX_FLOWS)
     declared = scenario.get("protocols", list(_DEFAULT_PROTOCOLS))
     protocols: tuple[str, ...] = ALL_PROTOCOLS
     if isinstance(declared, list) and declared and all(p in ALL_PROTOCOLS for p in declared):
         protocols = tuple(dict.fromkeys(str(p) for p in declared))
     workload = scenario.get("workload", {})
     if not isinstance(workload, dict):
-        return Workload(protocols=protocols, sweep_cells=cells, parallel=MAX_PARALLEL)
+        return Workload(protocols=protocols, sweep_cells=cells, parallel=MAX_FLOWS)
     # a bulk workload without count sends until its time is up: at most the largest count
     bulk = workload.get("pattern") in ("bulk", "latency_under_load")
     default_count = MAX_COUNT if bulk else _DEFAULT_COUNT
+    # "bidirectional" doubles the flows; anything but a known one-way value may have
+    ways = 1 if workload.get("direction", "forward") in ("forward", "reverse") else 2
     return Workload(
         protocols=protocols,
         count=_bounded_int(workload, "count", default_count, 1, MAX_COUNT),
         size=_bounded_int(workload, "size", _DEFAULT_SIZE, 16, MAX_SIZE),
-        parallel=_bounded_int(workload, "parallel", 1, 1, MAX_PARALLEL),
+        parallel=_bounded_int(workload, "parallel", 1, 1, MAX_PARALLEL) * ways,
         sweep_cells=cells,
         known=True,
     )
@@ -256,7 +260,7 @@ TABLES: dict[str, TableSpec] = {
         rows=lambda w: len(w.protocols) * w.parallel,
         per="one per protocol and flow",
         required={"protocol": PROTOCOL},
-        optional={"flow": COUNT, "client_port": COUNT, "server_port": COUNT},
+        optional={"flow": COUNT, "client_port": COUNT, "server_port": COUNT, "direction": TEXT},
         prefixes={"client.": NUMBER, "server.": NUMBER},
         unique=("protocol", "flow"),
     ),

@@ -30,7 +30,7 @@ from lab._version import __version__
 from lab.errors import ResultsError
 
 #: Version of the results format (files, columns, units); see results/README.md.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_ROOT = Path("results")
 _PACKAGES = ("protolab", "scapy", "pandas", "numpy", "pydantic", "pyroute2", "rich", "plotly")
 
