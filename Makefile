@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LAB := $(VENV)/bin/lab
-APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium gcc libc6-dev python3-dev
+APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium gcc libc6-dev python3-dev openssh-server openssh-client
 SCENARIO ?= scenarios/quickstart.toml
 
 .PHONY: run test lint deps apt venv clean-testbeds bench
@@ -34,7 +34,10 @@ apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
+	  policy=/usr/sbin/policy-rc.d; made=""; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && made=1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  status=$$?; [ -z "$$made" ] || rm -f $$policy; exit $$status; \
 	fi
 
 venv: $(VENV)/.installed

@@ -64,6 +64,10 @@ class ResultsError(LabError):
     """A results folder is missing, incomplete or of a newer format."""
 
 
+class HostError(LabError):
+    """A far host over SSH: unreachable, untrusted key, refused login, wrong protolab, no rights."""
+
+
 _WHITESPACE = re.compile(r"\s+")
 
 

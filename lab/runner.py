@@ -2,32 +2,44 @@
 
 The runner only sequences the stages; each stage lives in its own module. It never
 prints: progress goes to an optional callback, so the CLI (rich) and tests share it.
+The two ends live in the lab's namespaces, or on two real hosts over SSH when the
+scenario has ``[hosts]`` (:mod:`lab.hosts.site`): the same stages either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as Protocol_
 
 import pandas as pd
 
 from lab._signals import held_signals
+from lab.analysis.clocks import on_client_clock
 from lab.analysis.run import RunRecord, analyze_run
 from lab.capture.during_run import capture_link, captures_table, pcap_path
 from lab.capture.sniffer import CaptureStats
 from lab.errors import ExchangeError, Interrupted, TestbedError
-from lab.exchanges import ExchangeResult, run_exchange, start_probe, tcp_info_table
+from lab.exchanges import (
+    ExchangeResult,
+    NamespaceSite,
+    Site,
+    run_exchange,
+    start_probe,
+    tcp_info_table,
+)
 from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
 from lab.report import render_report, render_sweep
 from lab.results import RunFolder, now_iso
 from lab.scenario import Protocol, Scenario, SweepCell, sweep_cells
 from lab.testbed import (
-    Testbed,
     choose_backend,
     ground_truth_path,
     new_run_id,
@@ -35,7 +47,83 @@ from lab.testbed import (
     require_root,
 )
 
+if TYPE_CHECKING:
+    from lab.hosts.clock import ClockModel
+
 Progress = Callable[[str], None]
+
+
+class _RunSite(Site, Protocol_):
+    """What the runner needs of where it runs, beyond the exchanges' :class:`Site`."""
+
+    @property
+    def setup_s(self) -> float: ...
+    @property
+    def teardown_s(self) -> float: ...
+    @property
+    def backend(self) -> str: ...
+
+    def capture(
+        self, folder: Path, protocol: str
+    ) -> AbstractContextManager[list[CaptureStats]]: ...
+    def meta(self) -> dict[str, object]: ...
+    def link_stats(self) -> dict[str, dict[str, int]]: ...
+    def clock(self) -> ClockModel | None: ...
+
+
+@dataclass(frozen=True)
+class _TestbedSite(NamespaceSite):
+    """The testbed's namespaces, as the runner uses them."""
+
+    @property
+    def setup_s(self) -> float:
+        return self.testbed.setup_s
+
+    @property
+    def teardown_s(self) -> float:
+        return self.testbed.teardown_s
+
+    @property
+    def backend(self) -> str:
+        return self.testbed.backend
+
+    def capture(self, folder: Path, protocol: str) -> AbstractContextManager[list[CaptureStats]]:
+        return capture_link(folder, protocol, (self.testbed.client, self.testbed.server))
+
+    def meta(self) -> dict[str, object]:
+        testbed = self.testbed
+        return {
+            "run_id": testbed.run_id,
+            "congestion_control": testbed.congestion_control,
+            "impairment_backend": testbed.backend,
+            "client": {"netns": testbed.client.netns, "address": testbed.client.address},
+            "server": {"netns": testbed.server.netns, "address": testbed.server.address},
+        }
+
+    def link_stats(self) -> dict[str, dict[str, int]]:
+        return self.testbed.link_stats()
+
+    def clock(self) -> ClockModel | None:
+        return None  # one machine, one clock
+
+
+@contextlib.contextmanager
+def _open_site(scenario: Scenario, scenario_file: Path, run_id: str) -> Iterator[_RunSite]:
+    """The testbed (namespaces, link, impairment), or the two hosts of ``[hosts]``."""
+    if scenario.hosts is not None:
+        from lab.hosts.site import open_hosts  # noqa: PLC0415  # asyncssh: only when used
+
+        with open_hosts(scenario.hosts, scenario_file.parent) as hosts:
+            yield hosts
+        return
+    with open_testbed(
+        scenario.impairment,
+        scenario.seed,
+        scenario.congestion_control,
+        ground_truth_path(run_id),
+        run_id=run_id,
+    ) as testbed:
+        yield _TestbedSite(testbed)
 
 
 @dataclass
@@ -105,7 +193,7 @@ def _take_ground_truth(npz: Path) -> tuple[pd.DataFrame | None, dict[str, object
 
 
 def _exchange(
-    scenario: Scenario, protocol: Protocol, testbed: Testbed
+    scenario: Scenario, protocol: Protocol, site: Site
 ) -> tuple[list[ExchangeResult], pd.DataFrame | None]:
     """One protocol's exchange; under latency_under_load with the probe around it.
 
@@ -113,11 +201,11 @@ def _exchange(
     its idle round trip is measured on the same link, just before and just after.
     """
     if not scenario.workload.probing:
-        return run_exchange(scenario, protocol, testbed), None
-    probe = start_probe(scenario, testbed)
+        return run_exchange(scenario, protocol, site), None
+    probe = start_probe(scenario, site)
     try:
         time.sleep(scenario.workload.probe_idle_s)
-        flows = run_exchange(scenario, protocol, testbed)
+        flows = run_exchange(scenario, protocol, site)
         time.sleep(scenario.workload.probe_idle_s)
     except BaseException:
         probe.close()
@@ -141,8 +229,9 @@ def run_scenario(
     With ``render`` the run's report.html is written before the run is marked complete.
     """
     # no root or an unusable backend: fail before anything is written
-    require_root()
-    choose_backend(scenario.impairment)
+    if scenario.hosts is None:  # namespaces need root; far hosts need only SSH
+        require_root()
+        choose_backend(scenario.impairment)
     run_id = new_run_id()
     ground_truth_npz = ground_truth_path(run_id)
     exchanges: list[ExchangeResult] = []
@@ -162,30 +251,28 @@ def run_scenario(
         folder.meta["scenario"] = scenario.name
         folder.meta.update(meta or {})
         progress(f"results: {folder.path}")
-        with open_testbed(
-            scenario.impairment,
-            scenario.seed,
-            scenario.congestion_control,
-            ground_truth_npz,
-            run_id=run_id,
-        ) as testbed:
-            progress(f"testbed {testbed.run_id} up in {testbed.setup_s * 1000:.0f} ms")
+        with _open_site(scenario, scenario_file, run_id) as site:
+            took = f"{site.setup_s * 1000:.0f} ms"
+            if scenario.hosts is None:
+                progress(f"testbed {run_id} up in {took}")
+            else:
+                hosts = scenario.hosts
+                progress(f"logged in to {hosts.client} and {hosts.server}, clocks read: {took}")
             folder.meta.update(
-                run_id=testbed.run_id,
-                congestion_control=testbed.congestion_control,
-                tcp_nodelay=not scenario.nagle,
-                impairment_backend=testbed.backend,
-                client={"netns": testbed.client.netns, "address": testbed.client.address},
-                server={"netns": testbed.server.netns, "address": testbed.server.address},
+                {
+                    "run_id": run_id,
+                    "congestion_control": scenario.congestion_control,
+                    "tcp_nodelay": not scenario.nagle,
+                }
+                | site.meta()
             )
             folder.save_meta()
             for protocol in scenario.protocols:
                 progress(f"{protocol.value}: {scenario.workload.count} messages")
                 started = time.perf_counter()
-                hosts = (testbed.client, testbed.server)
                 try:
-                    with capture_link(folder.io_path, protocol.value, hosts) as stats:
-                        flows, probe_rows = _exchange(scenario, protocol, testbed)
+                    with site.capture(folder.io_path, protocol.value) as stats:
+                        flows, probe_rows = _exchange(scenario, protocol, site)
                         exchanges += flows
                         if probe_rows is not None:
                             probes.append(probe_rows)
@@ -206,8 +293,14 @@ def run_scenario(
                     "every exchange failed: "
                     + "; ".join(f"{name}: {why}" for name, why in failed.items())
                 )
-            link_stats = testbed.link_stats()
-        progress(f"testbed down in {testbed.teardown_s * 1000:.0f} ms")
+            link_stats = site.link_stats()
+        progress(f"{'testbed' if scenario.hosts is None else 'hosts'} down in "
+                 f"{site.teardown_s * 1000:.0f} ms")  # fmt: skip
+        clock = site.clock()
+        if clock is not None:  # two hosts, two clocks: every time onto the client's
+            folder.meta["clock"] = clock.as_meta()
+            for exchange in exchanges:
+                exchange.messages = on_client_clock(exchange.messages, clock, exchange.reverse)
         messages = pd.concat([e.messages for e in exchanges], ignore_index=True)
         exchange_rows = exchanges_table(exchanges)
         capture_rows = captures_table(captures)
@@ -228,15 +321,16 @@ def run_scenario(
                 captures=capture_rows,
                 pcap=partial(pcap_path, folder.io_path),
                 ground_truth=ground_truth,
-                client_address=testbed.client.address,
-                server_address=testbed.server.address,
+                client_address=site.client_address,
+                server_address=site.server_address,
                 engine_overload=link_stats.get("client", {}).get("tx_dropped"),
                 offered_bps=offered_bps,
                 interval_ms=scenario.analysis.interval_ms,
                 probes=pd.concat(probes, ignore_index=True) if probes else None,
+                clock=clock,
             )
         )
-        tcp_info = tcp_info_table(exchanges)
+        tcp_info = tcp_info_table(exchanges, clock)
         if len(tcp_info):
             folder.write_table("tcp_info", tcp_info)
         for name, table in analysis.tables.items():
@@ -244,7 +338,7 @@ def run_scenario(
         summary = analysis.summary
         folder.write_table("summary", summary)
         overload = sum(s.get("tx_dropped", 0) for s in link_stats.values())
-        if testbed.backend == "userspace" and engine["ground_truth"] is None:
+        if site.backend == "userspace" and engine["ground_truth"] is None:
             # every table but the engine's is written; without its record of every
             # packet, losses cannot be explained: the run is not complete
             raise TestbedError(
@@ -253,8 +347,8 @@ def run_scenario(
             )
         folder.meta["drain_s"] = scenario.timeouts.drain_s  # derived when the file gives none
         run_fields: dict[str, Any] = {
-            "testbed_setup_s": round(testbed.setup_s, 4),
-            "testbed_teardown_s": round(testbed.teardown_s, 4),
+            "testbed_setup_s": round(site.setup_s, 4),
+            "testbed_teardown_s": round(site.teardown_s, 4),
             "link_stats": link_stats,
             "engine_overload_drops": overload,
             **engine,
@@ -291,8 +385,8 @@ def run_scenario(
         summary,
         messages,
         exchanges,
-        testbed.setup_s,
-        testbed.teardown_s,
+        site.setup_s,
+        site.teardown_s,
         failed,
         report_path,
     )

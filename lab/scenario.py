@@ -9,6 +9,7 @@ keys are errors, so a typo never passes silently. Every problem is reported as o
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
 import re
 import tomllib
@@ -231,6 +232,53 @@ class Timeouts(_Frozen):
     run_s: Annotated[float, Strict(), Field(gt=0, le=3600)] = 120.0
 
 
+class Hosts(_Frozen):
+    """Two real hosts the exchanges run between, driven over SSH (``lab.hosts``).
+
+    Without ``[hosts]`` both ends live in the lab's namespaces on this machine. With it,
+    each end runs on its host (protolab installed there, same version), captures there,
+    and everything comes back into the local results folder. The path between them is
+    measured as it is: no impairment is applied.
+    """
+
+    client: Annotated[str, Field(min_length=1, max_length=255)]
+    """The client's SSH login, ``[user@]host[:port]``; ``~/.ssh/config`` fills the rest."""
+    server: Annotated[str, Field(min_length=1, max_length=255)]
+    client_address: str
+    """The client's IPv4 address the workload uses (it may differ from the SSH one)."""
+    server_address: str
+    python: Annotated[str, Field(min_length=1, max_length=255)] = "python3"
+    """The far ends' Python with protolab installed (a path, or a name on their PATH)."""
+    known_hosts: str | None = None
+    """SSH files, when not ``~/.ssh``'s: relative paths are to the scenario file."""
+    identity: str | None = None
+    ssh_config: str | None = None
+    capture: StrictBool = True
+    """Capture on both hosts (needs root or CAP_NET_RAW there)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Hosts:
+        from lab.errors import HostError  # noqa: PLC0415
+        from lab.hosts.ssh import HostSpec  # noqa: PLC0415  # asyncssh: only when used
+
+        for side in ("client", "server"):
+            try:
+                HostSpec.parse(getattr(self, side))
+            except HostError as error:
+                raise ValueError(f"@{side}@ {error}") from None
+            address = getattr(self, f"{side}_address")
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise ValueError(
+                    f"@{side}_address@ {address!r} is not an IPv4 address (the workload's "
+                    "address on that host)"
+                ) from None
+        if self.client_address == self.server_address:
+            raise ValueError("@server_address@ the two hosts need different addresses")
+        return self
+
+
 class Analysis(_Frozen):
     """How a run's records are cut up for the views over time."""
 
@@ -317,6 +365,7 @@ class Scenario(_Frozen):
     impairment: ImpairmentSpec = ImpairmentSpec()
     analysis: Analysis = Analysis()
     sweep: Sweep | None = None
+    hosts: Hosts | None = None
 
     def link_hold_s(self) -> float:
         """The longest the link may hold a message on its way (both ways for echo)."""
@@ -370,6 +419,16 @@ class Scenario(_Frozen):
             return self
         drained = timeouts.model_copy(update={"drain_s": derived})
         return self.model_copy(update={"timeouts": drained})
+
+    @model_validator(mode="after")
+    def _real_path(self) -> Scenario:
+        if self.hosts is not None and not self.impairment.is_clean:
+            raise ValueError(
+                "@impairment@ with [hosts] the lab measures the real path between them and "
+                "impairs nothing (netem on real hosts is not supported yet): remove "
+                "[impairment]"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_protocols(self) -> Scenario:

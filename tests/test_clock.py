@@ -177,3 +177,71 @@ def test_across_two_namespaces_the_offset_is_zero_within_the_bound(
     assert estimate.consistent
     assert estimate.min_delay_ns > 0  # jitter (normal, 2 ms) lets some through faster than 10 ms
     assert estimate.bound_ns <= estimate.min_delay_ns / 2
+
+
+def _model(offset_ns: float, bound_ns: float, drift_ns: float = 0.0) -> ClockModel:
+    """The server's clock minus the client's: ``offset_ns`` at t=1e18, plus ``drift_ns``
+    10 s later; each estimate good to ± ``bound_ns``."""
+    from lab.hosts.clock import OffsetEstimate
+
+    at = 10**18
+    return ClockModel(
+        OffsetEstimate(offset_ns, bound_ns, at, 0, 8, True),
+        OffsetEstimate(offset_ns + drift_ns, bound_ns, at + 10**10, 0, 8, True),
+    )
+
+
+def test_server_times_move_onto_the_client_clock_both_ways() -> None:
+    """A server 7 ms ahead (and 1 ppm fast), a 3 ms path: corrected delays are 3 ms, to
+    within the 7 ns the model's stand-in costs (the server's time for the client's, off
+    by offset x drift)."""
+    import pandas as pd
+
+    from lab.analysis.clocks import on_client_clock, shift_server_capture
+
+    clock = _model(7e6, 50_000, drift_ns=10_000)  # 10 µs over 10 s: 1 ppm
+    t0 = 10**18 + 5 * 10**9
+    sent = pd.Series([t0, t0 + 1000, pd.NA], dtype="Int64")  # client clock
+    true_recv = sent + 3_000_000
+
+    def on_server(times: pd.Series) -> pd.Series:  # what the server's clock read then
+        return times + round(clock.offset_at(t0 + 3_000_000))
+
+    forward = pd.DataFrame({"t_send_ns": sent, "t_recv_ns": on_server(true_recv)})
+    fixed = on_client_clock(forward, clock, reverse=False)
+    assert fixed["owd_ns"].tolist()[:2] == pytest.approx([3_000_000] * 2, abs=10)
+    assert fixed["owd_ns"].isna().tolist() == [False, False, True]  # lost stays lost
+    reverse = pd.DataFrame({"t_send_ns": on_server(sent), "t_recv_ns": true_recv})
+    owd = on_client_clock(reverse, clock, reverse=True)["owd_ns"].tolist()[:2]
+    assert owd == pytest.approx([3_000_000] * 2, abs=10)
+    packets = pd.DataFrame({"ts_ns": [t0 + round(clock.offset_at(t0))]})
+    assert shift_server_capture(packets, clock)["ts_ns"].tolist() == pytest.approx([t0], abs=10)
+
+
+def test_owd_is_blanked_when_the_clocks_bound_is_wider_than_the_delays() -> None:
+    import pandas as pd
+
+    from lab.analysis.clocks import owd_figures
+
+    messages = pd.DataFrame({"protocol": ["udp"] * 3, "owd_ns": [2_000_000, 2_100_000, 1_900_000]})
+    for bound_ns, available in ((500_000, True), (3_000_000, False)):
+        summary = pd.DataFrame({"protocol": ["udp"], "owd_p50_ms": [2.0], "rtt_p50_ms": [4.0]})
+        owd_figures(summary, messages, _model(0.0, bound_ns))
+        row = summary.iloc[0]
+        assert bool(row["owd_available"]) is available
+        assert row["owd_bound_ms"] == bound_ns / 1e6
+        assert bool(row["owd_p50_ms"] == 2.0) is available  # blanked (NaN) when not
+        assert row["rtt_p50_ms"] == 4.0  # a round trip needs one clock: kept
+
+
+def test_the_clock_model_survives_meta_json() -> None:
+    import json
+
+    model = _model(-1234.0, 5678.0, drift_ns=99.0)
+    back = ClockModel.from_meta(json.loads(json.dumps(model.as_meta())))
+    assert back is not None
+    for at in (10**18, 10**18 + 5 * 10**9, 10**18 + 10**10):
+        assert back.offset_at(at) == pytest.approx(model.offset_at(at), abs=1)
+        assert back.bound_at(at) == pytest.approx(model.bound_at(at), abs=1)
+    assert ClockModel.from_meta({"offset_before_ns": "x"}) is None
+    assert ClockModel.from_meta(None) is None

@@ -24,6 +24,7 @@ from lab.analysis._wire_tcp import (
     analyze_tcp_frames,
     empty_tables,
 )
+from lab.analysis.clocks import owd_figures, shift_server_capture
 from lab.analysis.context import (
     FIRST_TX_COLUMNS,
     datagram_first_transmissions,
@@ -34,6 +35,7 @@ from lab.analysis.impairment import DATAGRAM_PROTOCOLS, impairment_by_protocol
 from lab.analysis.probe import probe_phases, probe_summary
 from lab.analysis.summary import flow_table, summarize
 from lab.analysis.timeseries import DEFAULT_INTERVAL_MS, flow_timeseries, timeseries
+from lab.hosts.clock import ClockModel
 from lab.impairment.groundtruth import accounting
 from lab.pcap import read_pcap
 
@@ -73,6 +75,9 @@ class RunRecord:
     offered_bps: float | None = None
     interval_ms: float = DEFAULT_INTERVAL_MS
     probes: pd.DataFrame | None = None
+    clock: ClockModel | None = None
+    """Two hosts: the server's clock minus the client's. The server's capture is read
+    onto the client's clock, as messages.csv already is (:mod:`lab.analysis.clocks`)."""
     _packets: dict[tuple[str, str], pd.DataFrame | None] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -82,8 +87,15 @@ class RunRecord:
         key = (protocol, side)
         if key not in self._packets:
             path = self.pcap(protocol, side)
-            self._packets[key] = read_pcap(path).packets if path.exists() else None
+            packets = read_pcap(path).packets if path.exists() else None
+            self._packets[key] = None if packets is None else self.on_client_clock(packets, side)
         return self._packets[key]
+
+    def on_client_clock(self, packets: pd.DataFrame, side: str) -> pd.DataFrame:
+        """A capture's packets with times on the client's clock (only the server's move)."""
+        if self.clock is None or side != "server":
+            return packets
+        return shift_server_capture(packets, self.clock)
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,8 @@ def analyze_run(record: RunRecord) -> RunAnalysis:
         for column in figures.columns:
             summary[column] = summary["protocol"].map(figures[column])
     _add_wire_columns(summary, tables, engine_losses=record.ground_truth is not None)
+    if record.clock is not None:
+        owd_figures(summary, record.messages, record.clock)
     if record.offered_bps is not None and record.client_address is not None:
         _add_sending_columns(summary, record, tables.get("hol"))
     return RunAnalysis(tables, summary)
@@ -149,7 +163,7 @@ def _tcp_tables(
     if tcp_rows.empty:
         return {}, empty_tables()
     client, server = (
-        read_pcap(record.pcap("tcp", side), tcp_options=True).packets
+        record.on_client_clock(read_pcap(record.pcap("tcp", side), tcp_options=True).packets, side)
         for side in ("client", "server")
     )
     analyses: dict[int, TcpWireAnalysis] = {}
@@ -301,6 +315,7 @@ def record_of(run: Run) -> RunRecord:
         server_address=server_address,
         engine_overload=_client_tx_dropped(meta),
         interval_ms=_interval_ms(run.scenario),
+        clock=ClockModel.from_meta(meta.get("clock")),
         probes=run.table("probe").drop(columns="phase", errors="ignore")
         if run.has_table("probe")
         else None,

@@ -205,6 +205,9 @@ def print_summary(summary: object, title: str) -> None:
             ("send_rate_bps", "sent Mbit/s", "{:.3f}"),
             ("backlog_p99_ms", "send backlog p99 ms", "{:.3f}"),
         ]
+    if "owd_bound_ms" in summary:  # two hosts: one-way delays good to ± the clocks' bound
+        at = [key for key, _, _ in columns].index("owd_max_ms") + 1
+        columns.insert(at, ("owd_bound_ms", "OWD ± ms (clocks)", "{:.3f}"))
     if "flows" in summary and (summary["flows"].fillna(1) > 1).any():  # parallel flows
         columns += [("flows", "flows", "{:d}"), ("jain_index", "Jain's index", "{:.3f}")]
     if "probe_rtt_load_ms" in summary:  # latency under load: the probe beside each load

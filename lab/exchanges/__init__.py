@@ -14,15 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from typing import Protocol as Protocol_
 
 import numpy as np
 import pandas as pd
 
 from lab.errors import ExchangeError
 from lab.exchanges import probe, raw, tcp, udp
-from lab.exchanges._endpoint import EndpointResult, EndpointSettings, spawn
+from lab.exchanges._endpoint import (
+    ControlChannel,
+    EndpointProcess,
+    EndpointResult,
+    EndpointSettings,
+    spawn,
+)
 from lab.exchanges._tcpinfo import TCP_INFO_COLUMNS, parse_tcp_info, sample_row
+from lab.hosts.clock import ClockModel
 from lab.scenario import Pattern, Protocol, Scenario
 from lab.testbed import Testbed
 
@@ -31,7 +38,10 @@ __all__ = [
     "PROBE_COLUMNS",
     "TCP_INFO_COLUMNS",
     "ExchangeResult",
+    "NamespaceSite",
     "ProbeHandle",
+    "Site",
+    "endpoint_body",
     "flow_count",
     "run_exchange",
     "settings_for",
@@ -67,6 +77,50 @@ _ENDPOINTS: dict[Protocol, tuple[_Body, _Body]] = {
 }
 
 
+def endpoint_body(protocol: str, side: str) -> _Body:
+    """The body an end runs: ``protocol`` is "tcp", "udp", "raw" or "probe", ``side``
+    "client" or "server" (here in a forked process, or on a far host's agent)."""
+    if protocol == "probe":
+        return probe.serve if side == "server" else probe.run_client
+    serve, run_client = _ENDPOINTS[Protocol(protocol)]
+    return serve if side == "server" else run_client
+
+
+class Site(Protocol_):
+    """Where a run's two ends live: the testbed's namespaces here, or two hosts over SSH
+    (:class:`lab.hosts.site.HostsSite`). The exchanges only need the addresses the
+    workload uses and a way to start an end."""
+
+    @property
+    def client_address(self) -> str: ...
+    @property
+    def server_address(self) -> str: ...
+    def spawn(
+        self, side: str, role: str, protocol: str, settings: EndpointSettings
+    ) -> tuple[EndpointProcess, ControlChannel]: ...
+
+
+@dataclass(frozen=True)
+class NamespaceSite:
+    """Both ends in the testbed's namespaces, each a process forked from ``lab``."""
+
+    testbed: Testbed
+
+    @property
+    def client_address(self) -> str:
+        return self.testbed.client.address
+
+    @property
+    def server_address(self) -> str:
+        return self.testbed.server.address
+
+    def spawn(
+        self, side: str, role: str, protocol: str, settings: EndpointSettings
+    ) -> tuple[EndpointProcess, ControlChannel]:
+        host = self.testbed.server if side == "server" else self.testbed.client
+        return spawn(host.netns, role, partial(endpoint_body(protocol, side), settings))
+
+
 @dataclass
 class ExchangeResult:
     """One protocol's run of the workload."""
@@ -89,9 +143,9 @@ class ExchangeResult:
 
 
 def settings_for(
-    scenario: Scenario, protocol: Protocol, testbed: Testbed, flow: int = 0
+    scenario: Scenario, protocol: Protocol, site: Site, flow: int = 0
 ) -> EndpointSettings:
-    """The endpoint settings of ``protocol``'s flow ``flow`` under ``scenario`` on ``testbed``.
+    """The endpoint settings of ``protocol``'s flow ``flow`` under ``scenario`` at ``site``.
 
     Flows differ only in their server port (``ports.tcp`` / ``ports.udp`` + flow), so each
     has its own connection or socket and, in the engine, its own random streams (keyed by
@@ -106,8 +160,8 @@ def settings_for(
     if workload.bulk and protocol is Protocol.TCP:
         rate = math.inf  # as fast as TCP allows: its window and the socket buffer set the pace
     return EndpointSettings(
-        server_address=testbed.server.address,
-        client_address=testbed.client.address,
+        server_address=site.server_address,
+        client_address=site.client_address,
         port=port,
         count=workload.count // flows,  # a cap, in bulk
         size=scenario.workload.size,
@@ -133,7 +187,7 @@ def flow_count(scenario: Scenario, protocol: Protocol) -> int:
     return workload.flows
 
 
-def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> list[ExchangeResult]:
+def run_exchange(scenario: Scenario, protocol: Protocol, site: Site) -> list[ExchangeResult]:
     """Run the workload over ``protocol``, one result per flow.
 
     Every flow's server starts and listens first; then every client. A forward flow's
@@ -144,25 +198,25 @@ def run_exchange(scenario: Scenario, protocol: Protocol, testbed: Testbed) -> li
     """
     if protocol not in _ENDPOINTS:
         raise ExchangeError(f"protocol {protocol.value!r} has no exchange yet")
-    serve, run_client = _ENDPOINTS[protocol]
     flows = range(flow_count(scenario, protocol))
-    settings = [settings_for(scenario, protocol, testbed, flow) for flow in flows]
+    settings = [settings_for(scenario, protocol, site, flow) for flow in flows]
     budget_s = scenario.workload.send_duration_s + settings[0].run_timeout_s
     drain_s = settings[0].drain_timeout_s
     started = time.time_ns()
-    processes: list[BaseProcess] = []
-    servers, clients = [], []
+    processes: list[EndpointProcess] = []
+    servers: list[ControlChannel] = []
+    clients: list[ControlChannel] = []
     try:
         for flow, flow_settings in zip(flows, settings, strict=True):
-            process, control = spawn(
-                testbed.server.netns, _role("server", flow), partial(serve, flow_settings)
+            process, control = site.spawn(
+                "server", _role("server", flow), protocol.value, flow_settings
             )
             processes.append(process)
             servers.append(control)
             _expect(control, "ready", flow_settings.connect_timeout_s, protocol, "server")
         for flow, flow_settings in zip(flows, settings, strict=True):
-            process, control = spawn(
-                testbed.client.netns, _role("client", flow), partial(run_client, flow_settings)
+            process, control = site.spawn(
+                "client", _role("client", flow), protocol.value, flow_settings
             )
             processes.append(process)
             clients.append(control)
@@ -211,10 +265,10 @@ PROBE_COLUMNS = ("load_protocol", "probe", "seq", "t_send_ns", "t_echo_ns", "rtt
 class ProbeHandle:
     """A running latency probe (:mod:`lab.exchanges.probe`): stop it to get its rows."""
 
-    def __init__(self, scenario: Scenario, testbed: Testbed) -> None:
+    def __init__(self, scenario: Scenario, site: Site) -> None:
         self._settings = EndpointSettings(
-            server_address=testbed.server.address,
-            client_address=testbed.client.address,
+            server_address=site.server_address,
+            client_address=site.client_address,
             port=scenario.ports.probe,
             count=10**9,  # until stopped
             size=probe.PROBE_BYTES,
@@ -226,16 +280,12 @@ class ProbeHandle:
             # the last probe's echo may wait behind a full queue: as long as the link holds
             drain_timeout_s=scenario.link_hold_s() * 2 + 0.2,
         )
-        self._processes: list[BaseProcess] = []
+        self._processes: list[EndpointProcess] = []
         try:
-            server, self._server = spawn(
-                testbed.server.netns, "probe-server", partial(probe.serve, self._settings)
-            )
+            server, self._server = site.spawn("server", "probe-server", "probe", self._settings)
             self._processes.append(server)
             _expect(self._server, "ready", self._settings.connect_timeout_s, Protocol.UDP, "probe")
-            client, self._client = spawn(
-                testbed.client.netns, "probe-client", partial(probe.run_client, self._settings)
-            )
+            client, self._client = site.spawn("client", "probe-client", "probe", self._settings)
             self._processes.append(client)
         except BaseException:
             self._end()
@@ -274,25 +324,35 @@ class ProbeHandle:
                 process.join()
 
 
-def start_probe(scenario: Scenario, testbed: Testbed) -> ProbeHandle:
-    """Start the UDP and TCP latency probe between the testbed's hosts (until stopped)."""
-    return ProbeHandle(scenario, testbed)
+def start_probe(scenario: Scenario, site: Site) -> ProbeHandle:
+    """Start the UDP and TCP latency probe between the site's two ends (until stopped)."""
+    return ProbeHandle(scenario, site)
 
 
-def tcp_info_table(exchanges: list[ExchangeResult]) -> pd.DataFrame:
-    """``tcp_info.csv``: the TCP sender's TCP_INFO samples, oldest first."""
-    rows = [
-        {"flow": exchange.flow}
-        | sample_row(t_ns, parse_tcp_info(raw), exchange.sender.congestion_control)
-        for exchange in exchanges
-        for t_ns, raw in exchange.sender.tcp_info
-    ]
+def tcp_info_table(
+    exchanges: list[ExchangeResult], clock: ClockModel | None = None
+) -> pd.DataFrame:
+    """``tcp_info.csv``: the TCP sender's TCP_INFO samples, oldest first.
+
+    Between two hosts (``clock``: the server's minus the client's), a reverse flow's
+    samples, taken by the server, are moved onto the client's clock as its messages are.
+    """
+    rows = []
+    for exchange in exchanges:
+        shift = 0.0
+        for t_ns, info in exchange.sender.tcp_info:
+            if clock is not None and exchange.reverse:
+                shift = clock.offset_at(t_ns)
+            at = t_ns - round(shift)
+            congestion_control = exchange.sender.congestion_control
+            sample = sample_row(at, parse_tcp_info(info), congestion_control)
+            rows.append({"flow": exchange.flow} | sample)
     columns = ["protocol", "flow", *TCP_INFO_COLUMNS[1:]]
     return pd.DataFrame(rows, columns=columns)
 
 
 def _expect(
-    control: Connection, what: str, timeout_s: float, protocol: Protocol, role: str
+    control: ControlChannel, what: str, timeout_s: float, protocol: Protocol, role: str
 ) -> object:
     if not control.poll(timeout_s):
         raise ExchangeError(f"{protocol.value} {role}: no '{what}' within {timeout_s:g} s")
@@ -307,7 +367,9 @@ def _expect(
     return message[1] if len(message) > 1 else None
 
 
-def _result(control: Connection, timeout_s: float, protocol: Protocol, role: str) -> EndpointResult:
+def _result(
+    control: ControlChannel, timeout_s: float, protocol: Protocol, role: str
+) -> EndpointResult:
     result = _expect(control, "result", timeout_s, protocol, role)
     assert isinstance(result, EndpointResult)
     return result

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from lab.exchanges import _kernel
 from lab.testbed import _netns
@@ -33,6 +33,26 @@ DATAGRAM_RCVBUF = 8 * 1024 * 1024
 
 _PR_SET_PDEATHSIG = 1
 _SO_RCVBUFFORCE = 33  # linux/socket.h; not exported by Python 3.11
+
+
+class EndpointProcess(Protocol):
+    """What a run does with an endpoint's process: a forked one here, or a far one
+    (:class:`lab.hosts.remote.RemoteEndpoint`)."""
+
+    def join(self, timeout: float | None = None) -> None: ...
+    def is_alive(self) -> bool: ...
+    def kill(self) -> None: ...
+
+
+class ControlChannel(Protocol):
+    """What a run does with an endpoint's control: a pipe here, or a far one
+    (:class:`lab.hosts.remote.RemoteControl`)."""
+
+    def poll(self, timeout: float | None = 0.0) -> bool: ...
+    def recv(self) -> Any: ...
+    def send(self, obj: tuple[Any, ...]) -> None: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = [
     "ClockModel",
     "Exchange",
@@ -117,6 +120,19 @@ class ClockModel:
         f = self._fraction(at_ns)
         return self.before.bound_ns + f * (self.after.bound_ns - self.before.bound_ns)
 
+    def offsets_at(self, at_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """:meth:`offset_at` for many times at once."""
+        span = self.after.at_ns - self.before.at_ns
+        if span <= 0:
+            return np.full(at_ns.shape, self.before.offset_ns, dtype=np.float64)
+        f = np.clip((at_ns - self.before.at_ns) / span, 0.0, 1.0)
+        return self.before.offset_ns + f * (self.after.offset_ns - self.before.offset_ns)
+
+    @property
+    def widest_bound_ns(self) -> float:
+        """The larger of the two bounds: how far any corrected time may be off."""
+        return max(self.before.bound_ns, self.after.bound_ns)
+
     def one_way_delay(self, t_send_ns: int, t_recv_ns: int) -> tuple[float, float]:
         """A packet sent at ``t_send_ns`` (A's clock), received at ``t_recv_ns`` (B's):
         its one-way delay in ns and the bound on it."""
@@ -127,12 +143,35 @@ class ClockModel:
         return {
             "offset_before_ns": round(self.before.offset_ns),
             "bound_before_ns": round(self.before.bound_ns),
+            "at_before_ns": self.before.at_ns,
             "offset_after_ns": round(self.after.offset_ns),
             "bound_after_ns": round(self.after.bound_ns),
+            "at_after_ns": self.after.at_ns,
             "drift_ppm": round(self.drift_ppm, 3),
             "samples": self.before.samples + self.after.samples,
             "consistent": self.before.consistent and self.after.consistent,
         }
+
+    @classmethod
+    def from_meta(cls, meta: object) -> ClockModel | None:
+        """The model :meth:`as_meta` wrote (None: absent or not well-formed)."""
+        if not isinstance(meta, dict):
+            return None
+        names = [f"{a}_{b}_ns" for b in ("before", "after") for a in ("offset", "bound", "at")]
+        values = [meta.get(name) for name in names]
+        numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if len(numbers) != len(names):
+            return None
+        offset_b, bound_b, at_b, offset_a, bound_a, at_a = numbers
+        if bound_b < 0 or bound_a < 0:
+            return None
+        samples = meta.get("samples")
+        half = samples // 2 if isinstance(samples, int) else 0
+        consistent = meta.get("consistent") is not False
+        return cls(
+            OffsetEstimate(offset_b, bound_b, at_b, 0, half, consistent),
+            OffsetEstimate(offset_a, bound_a, at_a, 0, half, consistent),
+        )
 
 
 def owd_available(delays_ns: Sequence[float], bound_ns: float) -> bool:

@@ -36,6 +36,8 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("owd_p95_ms", "one-way delay p95 (ms)", "{:.3f}"),
     ("owd_p99_ms", "one-way delay p99 (ms)", "{:.3f}"),
     ("owd_max_ms", "one-way delay max (ms)", "{:.3f}"),
+    ("owd_bound_ms", "one-way delays good to ± (ms, the two hosts' clocks)", "{:.3f}"),
+    ("owd_available", "one-way delay available (clock bound under the median delay)", ""),
     ("jitter_ms", "jitter, RFC 3550 (ms)", "{:.3f}"),
     ("rtt_p50_ms", "round trip p50 (ms)", "{:.3f}"),
     ("rtt_p99_ms", "round trip p99 (ms)", "{:.3f}"),
@@ -136,6 +138,12 @@ def _flatten(prefix: str, data: dict[str, Any]) -> list[tuple[str, object]]:
     return rows
 
 
+def _ms(ns: object) -> str:
+    """A meta.json nanosecond count in milliseconds ("?" when it is not a number)."""
+    number = ns if isinstance(ns, int | float) and not isinstance(ns, bool) else None
+    return "?" if number is None else f"{number / 1e6:.3f}"
+
+
 def _overview(run: RunData) -> str:
     meta = run.meta
     status: object = "yes" if run.complete else f"NO ({meta.get('incomplete_reason', '?')})"
@@ -156,8 +164,29 @@ def _overview(run: RunData) -> str:
     ]
     for role in ("client", "server"):
         host = meta.get(role)
-        if isinstance(host, dict):
+        if isinstance(host, dict) and "host" in host:  # a real host, over SSH
+            environment.append(
+                (
+                    role,
+                    f"{host.get('address')} on {host.get('interface')} (MTU {host.get('mtu')}) "
+                    f"of {host.get('host')} ({host.get('hostname')}: {host.get('kernel')}, "
+                    f"protolab {host.get('protolab')})",
+                )
+            )
+        elif isinstance(host, dict):
             environment.append((role, f"{host.get('address')} in {host.get('netns')}"))
+    clock = meta.get("clock")
+    if isinstance(clock, dict):
+        environment.append(
+            (
+                "clocks (server minus client)",
+                f"{_ms(clock.get('offset_before_ns'))} ± {_ms(clock.get('bound_before_ns'))} ms "
+                f"before, {_ms(clock.get('offset_after_ns'))} ± "
+                f"{_ms(clock.get('bound_after_ns'))} ms after, drift "
+                f"{clock.get('drift_ppm')} ppm: one-way delays are corrected by it and good to "
+                "± the bound (summary owd_bound_ms); round trips need one clock only",
+            )
+        )
     for key in ("testbed_setup_s", "testbed_teardown_s", "engine_overload_drops"):
         if key in meta:
             environment.append((key.replace("_", " "), meta[key]))

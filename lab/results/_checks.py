@@ -219,7 +219,11 @@ _SUMMARY_COUNTS = (
     "unexplained",
     "engine_packets",
 )
-_SUMMARY_OPTIONAL = {**dict.fromkeys(_SUMMARY_COUNTS, COUNT), "accounting_closes": BOOL}
+_SUMMARY_OPTIONAL = {
+    **dict.fromkeys(_SUMMARY_COUNTS, COUNT),
+    "accounting_closes": BOOL,
+    "owd_available": BOOL,  # two hosts: the clocks' bound is under the delays
+}
 
 #: Count columns of timeseries.csv and flow_timeseries.csv.
 _SERIES_COUNTS = dict.fromkeys(
