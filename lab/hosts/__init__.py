@@ -1,7 +1,8 @@
-"""Runs between two real hosts (issue 13, in progress): for now, the clocks.
+"""Runs between two real hosts, over SSH (``[hosts]`` in a scenario).
 
-One-way delay across two hosts needs their clock offset. :mod:`lab.hosts.clock`
-estimates it from NTP-style four-timestamp exchanges (RFC 5905 §8, as OWAMP, RFC 4656,
-and irtt leave to the hosts' clocks), with a bound that provably contains the true
-offset, and says when that bound is too wide for one-way delays to mean anything.
+:mod:`lab.hosts.ssh` logs in (asyncssh, key only) and starts the far agent
+(:mod:`lab.hosts.agent`), which runs the same endpoint bodies and sniffer as the namespaces;
+:mod:`lab.hosts.remote` makes its endpoints look like local processes and copies files back;
+:mod:`lab.hosts.site` is the run's two hosts as the exchanges see them; :mod:`lab.hosts.clock`
+estimates the clock offset between them with a bound that provably contains the true one.
 """
