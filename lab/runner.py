@@ -8,9 +8,12 @@ scenario has ``[hosts]`` (:mod:`lab.hosts.site`): the same stages either way.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,7 +41,7 @@ from lab.impairment.groundtruth import accounting, load_ground_truth
 from lab.impairment.spec import Direction
 from lab.report import render_report, render_sweep
 from lab.results import RunFolder, now_iso
-from lab.scenario import Protocol, Scenario, SweepCell, sweep_cells
+from lab.scenario import Hosts, Protocol, Scenario, SweepCell, on_hosts, sweep_cells
 from lab.testbed import (
     choose_backend,
     ground_truth_path,
@@ -421,12 +424,22 @@ def run_sweep(
     results_root: Path,
     on_cell: Callable[[int, int, SweepCell], None] = lambda *_: None,
     progress: Progress = _quiet,
+    *,
+    pairs: Sequence[Hosts] = (),
 ) -> SweepOutcome:
-    """Run every cell of the sweep; ``sweep.csv`` has one row per cell x protocol x repetition."""
+    """Run every cell of the sweep; ``sweep.csv`` has one row per cell x protocol x repetition.
+
+    With ``pairs`` (``--hosts-file``) the cells are spread over those host pairs, each
+    pair running one cell at a time, all pairs at once; the rows come back in cell order.
+    """
     cells = sweep_cells(scenario, scenario_file)
-    require_root()
-    for cell in cells:
-        choose_backend(cell.scenario.impairment)
+    if pairs:  # every cell must be valid on real hosts before anything runs
+        placed = [on_hosts(cell.scenario, pairs[0], scenario_file) for cell in cells]
+        cells = [dataclasses.replace(c, scenario=s) for c, s in zip(cells, placed, strict=True)]
+    else:
+        require_root()
+        for cell in cells:
+            choose_backend(cell.scenario.impairment)
     aggregate = RunFolder.create(
         results_root, f"{scenario.name}-sweep", scenario_file, scenario.seed
     )
@@ -438,48 +451,44 @@ def run_sweep(
         values=scenario.sweep.values,
         repeat=scenario.sweep.repeat,
     )
+    if pairs:
+        aggregate.meta["host_pairs"] = [f"{p.client} -> {p.server}" for p in pairs]
     aggregate.save_meta()
-    rows: list[pd.DataFrame] = []
+    rows: dict[int, pd.DataFrame] = {}
     failed_cells: dict[str, str] = {}
-    try:
-        for index, cell in enumerate(cells):
-            on_cell(index, len(cells), cell)
-            outcome = run_scenario(
-                cell.scenario,
-                scenario_file,
-                aggregate.path / "runs",
-                progress,
-                folder_name=f"{scenario.name}-{cell.label}",
-                scenario_text=cell.to_toml(scenario_file),
-                meta={
-                    "sweep_cell": {
-                        "parameter": cell.parameter,
-                        "value": cell.value,
-                        "repetition": cell.repetition,
-                    }
-                },
-                render=False,  # the sweep's page covers its cells
+
+    def run_cell(index: int, cell: SweepCell) -> None:
+        outcome = run_scenario(
+            cell.scenario,
+            scenario_file,
+            aggregate.path / "runs",
+            progress,
+            folder_name=f"{scenario.name}-{cell.label}",
+            scenario_text=cell.to_toml(scenario_file),
+            meta={
+                "sweep_cell": {
+                    "parameter": cell.parameter,
+                    "value": cell.value,
+                    "repetition": cell.repetition,
+                }
+            },
+            render=False,  # the sweep's page covers its cells
+        )
+        rows[index] = _cell_rows(cell, outcome, aggregate.path)
+        if outcome.failed:
+            failed_cells[cell.label] = "; ".join(
+                f"{name} failed: {why}" for name, why in outcome.failed.items()
             )
-            exchanges = exchanges_table(outcome.exchanges).set_index("protocol")
-            retransmissions = exchanges.get("client.Tcp.RetransSegs")
-            table = outcome.summary.copy()
-            table.insert(0, "parameter", cell.parameter)
-            table.insert(1, "value", cell.value)
-            table.insert(2, "repetition", cell.repetition)
-            table["run"] = str(outcome.path.relative_to(aggregate.path))
-            table["base_rtt_ms"] = _base_rtt_ms(cell.scenario)
-            table["mss_bytes"] = LINK_MSS_BYTES
-            if retransmissions is not None:
-                table["tcp_retransmissions"] = (
-                    table["protocol"].map(retransmissions).where(table["protocol"] == "tcp")
-                )
-            rows.append(table)
-            if outcome.failed:
-                failed_cells[cell.label] = "; ".join(
-                    f"{name} failed: {why}" for name, why in outcome.failed.items()
-                )
+
+    try:
+        if pairs:
+            _spread_over_pairs(cells, pairs, scenario_file, run_cell, on_cell)
+        else:
+            for index, cell in enumerate(cells):
+                on_cell(index, len(cells), cell)
+                run_cell(index, cell)
         on_cell(len(cells), len(cells), cells[-1])
-        tidy = pd.concat(rows, ignore_index=True)
+        tidy = pd.concat([rows[i] for i in sorted(rows)], ignore_index=True)
         aggregate.write_table("sweep", tidy)
         aggregate.meta.update(cells=len(cells), ended=now_iso())
         if failed_cells:
@@ -494,10 +503,86 @@ def run_sweep(
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"{type(error).__name__}: {error}"
         if rows:
-            aggregate.write_table("sweep", pd.concat(rows, ignore_index=True))
+            aggregate.write_table("sweep", pd.concat([rows[i] for i in sorted(rows)]))
         aggregate.abandon(reason)
         if interrupted:
             done = f"{error.what}; " if isinstance(error, Interrupted) else ""
             raise Interrupted(f"{done}the sweep {aggregate.path} is marked incomplete") from error
         raise
     return SweepOutcome(aggregate.path, tidy, failed_cells)
+
+
+def _cell_rows(cell: SweepCell, outcome: RunOutcome, sweep_folder: Path) -> pd.DataFrame:
+    """One sweep.csv row per protocol of a finished cell."""
+    exchanges = exchanges_table(outcome.exchanges).set_index("protocol")
+    retransmissions = exchanges.get("client.Tcp.RetransSegs")
+    table = outcome.summary.copy()
+    table.insert(0, "parameter", cell.parameter)
+    table.insert(1, "value", cell.value)
+    table.insert(2, "repetition", cell.repetition)
+    table["run"] = str(outcome.path.relative_to(sweep_folder))
+    table["base_rtt_ms"] = _base_rtt_ms(cell.scenario)
+    table["mss_bytes"] = LINK_MSS_BYTES
+    if retransmissions is not None:
+        table["tcp_retransmissions"] = (
+            table["protocol"].map(retransmissions).where(table["protocol"] == "tcp")
+        )
+    return table
+
+
+def _spread_over_pairs(
+    cells: list[SweepCell],
+    pairs: Sequence[Hosts],
+    scenario_file: Path,
+    run_cell: Callable[[int, SweepCell], None],
+    on_cell: Callable[[int, int, SweepCell], None],
+) -> None:
+    """Each pair takes the next cell when it is free; the first failure stops the rest.
+
+    The main thread only waits, so Ctrl-C reaches it: it then logs out of every host,
+    which ends whatever runs there, and waits for the pairs' runs to wind down.
+    """
+    from lab.hosts.ssh import close_all  # noqa: PLC0415  # asyncssh: only when used
+
+    queue = collections.deque(enumerate(cells))
+    lock = threading.Lock()
+    done: list[int] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(pair: Hosts) -> None:
+        while not stop.is_set():
+            with lock:
+                if not queue:
+                    return
+                index, cell = queue.popleft()
+            on_pair = on_hosts(cell.scenario, pair, scenario_file)
+            try:
+                run_cell(index, dataclasses.replace(cell, scenario=on_pair))
+            except BaseException as error:  # handed to the main thread
+                errors.append(error)
+                stop.set()
+                return
+            with lock:
+                done.append(index)
+                on_cell(len(done), len(cells), cell)
+
+    workers = [
+        threading.Thread(target=work, args=(pair,), name=f"lab-pair-{n}", daemon=True)
+        for n, pair in enumerate(pairs[: len(cells)])
+    ]
+    on_cell(0, len(cells), cells[0])
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.2)
+    except BaseException:
+        stop.set()
+        close_all()  # every far agent ends; the pairs' runs fail and mark themselves
+        for worker in workers:
+            worker.join(30)
+        raise
+    if errors:
+        raise errors[0]

@@ -636,6 +636,59 @@ def sweep_cells(scenario: Scenario, path: Path | str = "<scenario>") -> list[Swe
     return cells
 
 
+class _HostPairs(_Frozen):
+    """A hosts file: the host pairs a sweep's cells are spread over."""
+
+    pair: Annotated[list[Hosts], Field(min_length=1, max_length=64)]
+
+
+def load_hosts_file(path: Path | str) -> list[Hosts]:
+    """Read ``--hosts-file``: ``[[pair]]`` tables, each a ``[hosts]`` table of its own.
+
+    SSH file paths in it are relative to the hosts file (made absolute here).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(path, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(path, "", f"cannot read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(path, "", f"not valid TOML: {error}") from None
+    try:
+        pairs = _HostPairs.model_validate(data).pair
+    except ValidationError as error:
+        raise _error_from_validation(path, error) from None
+    folder = path.resolve().parent
+
+    def absolute(value: str | None) -> str | None:
+        if value is None or Path(value).expanduser().is_absolute():
+            return value
+        return str(folder / value)
+
+    return [
+        pair.model_copy(
+            update={
+                name: absolute(getattr(pair, name))
+                for name in ("known_hosts", "identity", "ssh_config")
+            }
+        )
+        for pair in pairs
+    ]
+
+
+def on_hosts(scenario: Scenario, hosts: Hosts, path: Path) -> Scenario:
+    """``scenario`` (from file ``path``) run between ``hosts``, validated again: a real
+    path takes no impairment, so a sweep over impairment cannot be spread over hosts."""
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    data["hosts"] = hosts.model_dump(mode="json", exclude_none=True)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise _error_from_validation(path, error) from None
+
+
 def load_scenario(path: Path | str) -> Scenario:
     """Read and validate one scenario file."""
     path = Path(path)

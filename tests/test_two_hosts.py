@@ -10,6 +10,7 @@ would over its LAN.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lab.errors import ScenarioError
@@ -202,3 +204,92 @@ def test_hosts_measure_the_real_path_without_impairment(tmp_path: Path) -> None:
     assert "impairment: with [hosts] the lab measures the real path" in str(error.value)
     plain = load_scenario(write_scenario(tmp_path, 'name = "h"\n' + table, "ok.toml"))
     assert plain.hosts is not None and plain.hosts.python == "python3"
+
+
+@pytest.fixture(scope="module")
+def second_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdHosts]:
+    """A second pair of "hosts" on a clean testbed of its own."""
+    from lab.impairment.spec import ImpairmentSpec
+    from lab.testbed import open_testbed
+
+    require_sshd()
+    folder = tmp_path_factory.mktemp("second-pair")
+    with (
+        open_testbed(ImpairmentSpec(), SEED, "cubic", folder / "gt.npz") as testbed,
+        sshd_hosts(testbed, folder / "ssh") as made,
+    ):
+        yield made
+
+
+@pytest.mark.requires_root
+def test_a_sweep_spreads_its_cells_over_host_pairs(
+    tmp_path: Path, two_hosts: SshdHosts, second_pair: SshdHosts
+) -> None:
+    """Three cells over two pairs: each pair runs one cell at a time, both pairs at once,
+    and the cells come back in order in one sweep folder."""
+    pairs = "".join(
+        "[[pair]]\n" + _hosts_table(pair).removeprefix("[hosts]\n")
+        for pair in (two_hosts, second_pair)
+    )
+    hosts_file = write_scenario(tmp_path, pairs, "pairs.toml")
+    scenario = write_scenario(
+        tmp_path,
+        'name = "spread"\nprotocols = ["udp"]\n[workload]\ncount = 600\nrate = 400\n'
+        "[sweep]\nworkload.size = [100, 200, 300]\n",
+    )
+    done = subprocess.run(
+        [*LAB, "run", str(scenario), "--results", str(tmp_path / "results"), "--json",
+         "--hosts-file", str(hosts_file)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(done.stdout)
+    table = document["table"]
+    assert [row["value"] for row in table] == [100, 200, 300]
+    runs = [Path(document["results"]) / row["run"] for row in table]
+    metas = [json.loads((run / "meta.json").read_text()) for run in runs]
+    used = [meta["client"]["host"] for meta in metas]
+    assert set(used) == {two_hosts.client.spec, second_pair.client.spec}, used
+    assert all(meta["complete"] and meta["impairment_backend"] == "none" for meta in metas)
+    spans = [
+        (pd.Timestamp(meta["started"]), pd.Timestamp(meta["ended"]), host)
+        for meta, host in zip(metas, used, strict=True)
+    ]
+    overlapping = any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1] for a in spans for b in spans)
+    assert overlapping, spans  # the two pairs worked at the same time
+    for host in set(used):  # one cell at a time on a pair
+        own = sorted(s for s in spans if s[2] == host)
+        assert all(x[1] <= y[0] for x, y in itertools.pairwise(own)), own
+    # each cell met its own pair's path: the first loses 3 %, the second nothing
+    for row, host in zip(table, used, strict=True):
+        lossy = host == two_hosts.client.spec
+        assert (row["loss_pct"] > 0) is lossy, (row["loss_pct"], host)
+
+
+def test_a_hosts_file_is_checked_pair_by_pair(tmp_path: Path) -> None:
+    from lab.scenario import load_hosts_file, on_hosts
+
+    good = 'client = "c"\nserver = "s"\nclient_address = "198.18.0.1"\n'
+    bad = good + 'server_address = "not-an-address"\n'
+    path = write_scenario(
+        tmp_path, f'[[pair]]\n{good}server_address = "198.18.0.2"\n[[pair]]\n{bad}', "h.toml"
+    )
+    with pytest.raises(ScenarioError) as error:
+        load_hosts_file(path)
+    assert str(error.value).startswith(f"{path}: pair.1.server_address: "), str(error.value)
+    ok = write_scenario(
+        tmp_path,
+        f'[[pair]]\n{good}server_address = "198.18.0.2"\nknown_hosts = "keys/known"\n',
+        "ok.toml",
+    )
+    (pair,) = load_hosts_file(ok)
+    assert pair.known_hosts == str(tmp_path.resolve() / "keys" / "known")  # beside the file
+    sweep = write_scenario(
+        tmp_path, 'name = "s"\n[sweep]\nimpairment.loss = [0, 1]\n', "sweep.toml"
+    )
+    from lab.scenario import sweep_cells
+
+    lossy = sweep_cells(load_scenario(sweep), sweep)[1].scenario  # loss = 1
+    with pytest.raises(ScenarioError) as error:  # a sweep over impairment: not on real hosts
+        on_hosts(lossy, pair, sweep)
+    assert str(error.value).startswith(f"{sweep}: impairment: with [hosts]"), str(error.value)

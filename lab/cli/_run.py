@@ -23,7 +23,7 @@ from lab.cli._common import (
 from lab.errors import Interrupted
 
 if TYPE_CHECKING:
-    from lab.scenario import Scenario, SweepCell
+    from lab.scenario import Hosts, Scenario, SweepCell
 
 __all__ = ["print_summary", "register", "run"]
 
@@ -35,16 +35,24 @@ def register(commands: Commands) -> None:
         "--results", default="results", help="results root folder (default: results)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (no table)")
+    parser.add_argument(
+        "--hosts-file",
+        help="TOML of [[pair]] tables (each as a scenario's [hosts]): a sweep's cells are "
+        "spread over the pairs, one cell at a time per pair; a single run takes the first",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lab.runner import run_scenario
-    from lab.scenario import load_scenario
+    from lab.scenario import load_hosts_file, load_scenario, on_hosts
 
     scenario = load_scenario(args.scenario)  # validation first: nothing written on bad input
+    pairs = load_hosts_file(args.hosts_file) if args.hosts_file else []
     if scenario.sweep is not None:
-        return _run_sweep(scenario, args)
+        return _run_sweep(scenario, args, pairs)
+    if pairs:
+        scenario = on_hosts(scenario, pairs[0], Path(args.scenario))
     if not args.json:
         _print_plan(scenario)
     status = stdout.status(f"running {markup_safe(scenario.name)}", spinner="dots")
@@ -72,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         title = f"{scenario.name} — {scenario.description}".strip(" —")
         print_summary(outcome.summary, title=markup_safe(title))
         setup_ms, teardown_ms = outcome.setup_s * 1000, outcome.teardown_s * 1000
-        stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
+        if scenario.hosts is None:
+            stdout.print(f"testbed set-up {setup_ms:.0f} ms, tear-down {teardown_ms:.0f} ms")
+        else:
+            stdout.print(f"hosts: login and clocks {setup_ms:.0f} ms, logout {teardown_ms:.0f} ms")
         print_report_path(outcome.report_path)
         stdout.print(f"results: [bold]{markup_safe(outcome.path)}[/bold]")
         return report_failures(outcome.failed, outcome.path)
@@ -94,7 +105,7 @@ def _print_plan(scenario: Scenario) -> None:
     )
 
 
-def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
+def _run_sweep(scenario: Scenario, args: argparse.Namespace, pairs: list[Hosts]) -> int:
     from rich.progress import (
         BarColumn,
         Progress,
@@ -114,7 +125,7 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
     )
     if args.json:  # for scripts: no progress bar, the folder, the page and the table
-        outcome = run_sweep(scenario, Path(args.scenario), Path(args.results))
+        outcome = run_sweep(scenario, Path(args.scenario), Path(args.results), pairs=pairs)
         page = outcome.report_path
         document = {
             "results": str(outcome.path),
@@ -136,7 +147,9 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace) -> int:
                 description=markup_safe(f"{scenario.name}: {cell.label}"),
             )
 
-        outcome = run_sweep(scenario, Path(args.scenario), Path(args.results), on_cell=on_cell)
+        outcome = run_sweep(
+            scenario, Path(args.scenario), Path(args.results), on_cell=on_cell, pairs=pairs
+        )
     echo = scenario.workload.pattern.value == "echo"  # round trips are the point there
     metrics = {"loss_pct": ("loss %", 1.0, "{:.2f}")}
     if echo:

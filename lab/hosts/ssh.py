@@ -47,6 +47,7 @@ __all__ = [
     "HostSpec",
     "RemoteHost",
     "SSHOptions",
+    "close_all",
     "connect",
     "offset_between",
 ]
@@ -138,8 +139,10 @@ _OPEN_HOSTS: weakref.WeakSet[RemoteHost] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_all() -> None:
-    """At exit, nothing stays running on any far host (each close is bounded)."""
+def close_all() -> None:
+    """Log out of every host: nothing stays running on any (each close is bounded).
+
+    At exit, and when a sweep spread over host pairs is interrupted."""
     for host in list(_OPEN_HOSTS):
         with contextlib.suppress(Exception):
             host.close()
