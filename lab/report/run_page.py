@@ -175,6 +175,11 @@ def _overview(run: RunData) -> str:
             )
         elif isinstance(host, dict):
             environment.append((role, f"{host.get('address')} in {host.get('netns')}"))
+    stats = run.table("tcp_stats")
+    if isinstance(meta.get("clock"), dict) and stats is not None and "handshake_rtt_ms" in stats:
+        rtt = as_float(stats["handshake_rtt_ms"]).dropna()
+        if len(rtt):  # between real hosts: the path's own round trip, as TCP met it
+            environment.append(("path RTT (TCP handshake)", f"{float(rtt.min()):.3f} ms"))
     clock = meta.get("clock")
     if isinstance(clock, dict):
         environment.append(
