@@ -65,7 +65,10 @@ def write_scenario(directory: Path, text: str, name: str = "scenario.toml") -> P
 
 
 def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:
-    """Write a scenario (name, description, then ``body``) and run it for real (root)."""
+    """Write a scenario (name, description, then ``body``) and run it for real (root).
+
+    No report.html: these tests read the tables (the report tests draw their own), and
+    drawing it costs each run a second or two."""
     from lab.runner import run_scenario
     from lab.scenario import load_scenario
 
@@ -73,7 +76,7 @@ def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:
     path = write_scenario(
         directory, f'name = "{name}"\ndescription = "test"\n{body}', f"{name}.toml"
     )
-    return run_scenario(load_scenario(path), path, directory / "results")
+    return run_scenario(load_scenario(path), path, directory / "results", render=False)
 
 
 def summary_row(outcome: RunOutcome, protocol: str) -> pd.Series:
