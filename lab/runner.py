@@ -116,7 +116,7 @@ def _open_site(scenario: Scenario, scenario_file: Path, run_id: str) -> Iterator
     if scenario.hosts is not None:
         from lab.hosts.site import open_hosts  # noqa: PLC0415  # asyncssh: only when used
 
-        with open_hosts(scenario.hosts, scenario_file.parent) as hosts:
+        with open_hosts(scenario.hosts, scenario_file.parent, scenario.impairment) as hosts:
             yield hosts
         return
     with open_testbed(

@@ -422,11 +422,12 @@ class Scenario(_Frozen):
 
     @model_validator(mode="after")
     def _real_path(self) -> Scenario:
-        if self.hosts is not None and not self.impairment.is_clean:
+        hosts_netem = self.impairment.backend == "netem"
+        if self.hosts is not None and not self.impairment.is_clean and not hosts_netem:
             raise ValueError(
                 "@impairment@ with [hosts] the lab measures the real path between them and "
-                "impairs nothing (netem on real hosts is not supported yet): remove "
-                "[impairment]"
+                'impairs nothing: remove [impairment], or set impairment.backend = "netem" '
+                "to impair each host's egress with tc netem (where its kernel has it)"
             )
         return self
 

@@ -294,3 +294,40 @@ def test_a_hosts_file_is_checked_pair_by_pair(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as error:  # a sweep over impairment: not on real hosts
         on_hosts(lossy, pair, sweep)
     assert str(error.value).startswith(f"{sweep}: impairment: with [hosts]"), str(error.value)
+
+
+@pytest.mark.requires_root
+def test_netem_on_hosts_without_sch_netem_is_refused_and_leaves_nothing(
+    tmp_path: Path, two_hosts: SshdHosts
+) -> None:
+    """backend = "netem" puts tc netem on each host's egress; this kernel has no
+    sch_netem, so the run stops in one line, before any exchange, with nothing left."""
+    from lab.impairment.netem import netem_available
+
+    if netem_available():
+        pytest.skip("this kernel has sch_netem: the refusal cannot be shown here")
+    before = {host.role: set(agent_pids(host)) for host in (two_hosts.client, two_hosts.server)}
+    scenario = write_scenario(
+        tmp_path,
+        'name = "shaped"\nprotocols = ["udp"]\n[workload]\ncount = 50\n'
+        '[impairment]\nbackend = "netem"\nloss = 1\n' + _hosts_table(two_hosts),
+    )
+    done = subprocess.run(
+        [*LAB, "run", str(scenario), "--results", str(tmp_path / "results")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert "tc netem on lab0: this kernel has no sch_netem" in lines[0], lines
+    for host in (two_hosts.client, two_hosts.server):
+        deadline = time.monotonic() + 10
+        while set(agent_pids(host)) - before[host.role] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(agent_pids(host)) - before[host.role], host.role
+        qdisc = subprocess.run(
+            ["ip", "netns", "exec", host.netns, "tc", "qdisc", "show", "dev", "lab0"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "netem" not in qdisc.stdout
+    folder = next((tmp_path / "results").iterdir())
+    assert json.loads((folder / "meta.json").read_text())["complete"] is False

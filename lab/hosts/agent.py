@@ -17,6 +17,9 @@ reads one request per line on stdin, answering one JSON object per line on stdou
   lab's sniffer on that interface, into a new private folder; ``{"op": "msg", "msg":
   ["stop"]}`` stops it -> ``{"op": "result", "result": {counts}}``; the controller then
   copies the pcap (SFTP) and says ``bye``: the folder is removed (also at the end of stdin).
+- ``{"op": "netem", "interface": name, "args": [...]}`` -> ``{"op": "started"}`` once
+  ``tc qdisc replace dev <name> root netem <args>`` took (or ``error``, with tc's reason);
+  the qdisc is deleted again at ``bye`` or the end of stdin (the controller is gone).
 - ``{"op": "bye"}``, or the end of stdin: exit. The end of stdin during a run means the
   controller is gone (closed, killed, Ctrl-C): the endpoint is abandoned at once.
 
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import socket
 import sys
 import threading
@@ -282,6 +287,53 @@ def _capture(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: netem's words and numbers only: the arguments travel as an argv, never through a shell.
+_NETEM_ARG = re.compile(r"^[A-Za-z0-9_.%-]{1,32}$")
+
+
+def _netem(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
+    """Hold a netem qdisc on one interface for as long as the controller is there."""
+    import subprocess  # noqa: PLC0415
+
+    interface, args = request.get("interface"), request.get("args")
+    if not isinstance(interface, str) or not (Path("/sys/class/net") / interface).is_dir():
+        raise WireError(f"netem: no interface {interface!r} here")
+    if (
+        not isinstance(args, list)
+        or not args
+        or args[0] != "netem"
+        or not all(isinstance(a, str) and _NETEM_ARG.match(a) for a in args)
+    ):
+        raise WireError(f"netem: not netem arguments: {args!r:.120}")
+    # a TERM (``timeout``, the controller) must still run the deletion below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(_GONE))
+    added = subprocess.run(
+        ["tc", "qdisc", "replace", "dev", interface, "root", *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if added.returncode != 0:
+        why = added.stderr.strip().splitlines()[0] if added.stderr.strip() else "tc failed"
+        if "qdisc kind is unknown" in why:
+            why = f"this kernel has no sch_netem ({why})"
+        out.send({"op": "error", "error": f"tc netem on {interface}: {why}"})
+        return 2
+    try:
+        out.send({"op": "started", "pid": os.getpid()})
+        while (message := _read_request(stdin)[0]) is not None and message["op"] != "bye":
+            pass  # held while the run goes on
+        return 0
+    finally:
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", interface, "root"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+
+
 def _control_message(message: object) -> list[str | int | float | bool | None]:
     """An endpoint control message: a name, then plain values (never objects)."""
     if (
@@ -310,6 +362,8 @@ def serve(stdin: IO[bytes], out: _Output) -> int:
                 return _run(request, stdin, out)
             elif op == "capture":
                 return _capture(request, stdin, out)
+            elif op == "netem":
+                return _netem(request, stdin, out)
             else:
                 raise WireError(f"unknown op {op!r}")
         except WireError as error:

@@ -39,6 +39,7 @@ __all__ = [
     "RemoteCapture",
     "RemoteControl",
     "RemoteEndpoint",
+    "RemoteNetem",
     "agent_budget_s",
     "fetch_file",
     "spawn_remote",
@@ -199,6 +200,37 @@ def spawn_remote(
     return RemoteEndpoint(f"lab-{role}@{host}", host, stream, pid), RemoteControl(
         host, role, stream
     )
+
+
+class RemoteNetem:
+    """A netem qdisc on a far host's interface, held by an agent for as long as it runs:
+    ending the agent (close, logout, a dead controller) deletes the qdisc."""
+
+    def __init__(self, host: RemoteHost, interface: str, args: list[str]) -> None:
+        self.host, self.interface = host, interface
+        self._stream = host.start_agent(MAX_AGENT_S)
+        try:
+            self._stream.send({"op": "netem", "interface": interface, "args": args})
+            if not self._stream.poll(AGENT_START_S):
+                raise HostError(f"{host}: tc netem on {interface} did not answer")
+            try:
+                reply = self._stream.receive()
+            except EOFError:
+                raise self._stream.failure() from None
+            if reply["op"] == "error":
+                raise HostError(f"{host}: {one_line(reply.get('error'))}")
+            if reply["op"] != "started":
+                raise HostError(f"{host}: tc netem answered {reply['op']!r}")
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def close(self) -> None:
+        """Remove the qdisc (the agent deletes it as it ends); idempotent."""
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._stream.send({"op": "bye"})
+        self._stream.join(5.0)
+        self._stream.close()
 
 
 class RemoteCapture:

@@ -20,8 +20,10 @@ from lab.capture.sniffer import CaptureStats
 from lab.errors import HostError
 from lab.exchanges._endpoint import ControlChannel, EndpointProcess, EndpointSettings
 from lab.hosts.clock import ClockModel, OffsetEstimate
-from lab.hosts.remote import RemoteCapture, spawn_remote
+from lab.hosts.remote import RemoteCapture, RemoteNetem, spawn_remote
 from lab.hosts.ssh import RemoteHost, SSHOptions, connect, offset_between
+from lab.impairment.netem import netem_args
+from lab.impairment.spec import Direction, ImpairmentSpec
 from lab.results import pcap_path
 from lab.scenario import Hosts
 
@@ -46,7 +48,7 @@ class HostsSite:
     after: OffsetEstimate | None = None
     teardown_s: float = 0.0
     backend: str = "none"
-    """No impairment: the real path is what is measured."""
+    """"none": the real path is what is measured; "netem": tc netem on the hosts."""
     _captures: list[RemoteCapture] = field(default_factory=list)
 
     @property
@@ -142,9 +144,19 @@ def _interface(host: RemoteHost, address: str, side: str) -> str:
     )
 
 
+#: Which host's egress carries each direction: netem shapes what leaves an interface.
+_EGRESS = {Direction.CLIENT_TO_SERVER: "client", Direction.SERVER_TO_CLIENT: "server"}
+
+
 @contextlib.contextmanager
-def open_hosts(hosts: Hosts, scenario_dir: Path) -> Iterator[HostsSite]:
-    """Both hosts logged in and checked, the clocks measured; everything there ended on exit."""
+def open_hosts(
+    hosts: Hosts, scenario_dir: Path, impairment: ImpairmentSpec | None = None
+) -> Iterator[HostsSite]:
+    """Both hosts logged in and checked, the clocks measured; everything there ended on exit.
+
+    An ``impairment`` that is not clean (``backend = "netem"``) becomes a netem qdisc on
+    each host's exchange interface for its outgoing direction, deleted on exit.
+    """
     started = time.perf_counter()
     options = ssh_options(hosts, scenario_dir)
     with contextlib.ExitStack() as stack:
@@ -154,8 +166,18 @@ def open_hosts(hosts: Hosts, scenario_dir: Path) -> Iterator[HostsSite]:
             "client": _interface(client, hosts.client_address, "client"),
             "server": _interface(server, hosts.server_address, "server"),
         }
+        backend = "none"
+        if impairment is not None and not impairment.is_clean:
+            logins = {"client": client, "server": server}
+            for direction, side in _EGRESS.items():
+                params = impairment.for_direction(direction)
+                if not params.is_clean:
+                    netem = RemoteNetem(logins[side], interfaces[side], netem_args(params))
+                    stack.callback(netem.close)
+            backend = "netem"
         before = offset_between(client, server, CLOCK_SAMPLES)
         site = HostsSite(client, server, hosts, interfaces, before, time.perf_counter() - started)
+        site.backend = backend
         try:
             yield site
             site.clock()  # the after estimate, while both are still logged in
