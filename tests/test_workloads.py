@@ -60,9 +60,38 @@ def test_udp_bulk_paced_at_rate_stops_at_whichever_comes_first(tmp_path: Path) -
             "workload.duration_s:",
         ),
         ('name = "b"\n[analysis]\ninterval_ms = 1\n', "analysis.interval_ms:"),
+        ('name = "p"\nprotocols = ["tcp"]\n[workload]\nparallel = 2\n', "workload.parallel:"),
+        (
+            'name = "p"\nprotocols = ["udp", "raw"]\n[workload]\npattern = "bulk"\n'
+            "rate = 100\nparallel = 2\n",
+            "workload.parallel: raw IP has no ports",
+        ),
+        (
+            'name = "p"\nprotocols = ["tcp"]\n[ports]\nprobe = 50003\n[workload]\n'
+            'pattern = "latency_under_load"\nparallel = 4\n',
+            "ports.probe: 50003 is one of the tcp flows' ports",
+        ),
+        (  # bidirectional doubles the flows: UDP's 50001-50008 hold the probe's port
+            'name = "p"\nprotocols = ["udp"]\n[ports]\nprobe = 50008\n[workload]\n'
+            'pattern = "latency_under_load"\nrate = 100\nparallel = 4\n'
+            'direction = "bidirectional"\n',
+            "ports.probe: 50008 is one of the udp flows' ports",
+        ),
+        (
+            'name = "p"\n[workload]\npattern = "echo"\ndirection = "reverse"\n',
+            "workload.direction: 'reverse': echo already goes both ways",
+        ),
+        (
+            'name = "p"\nprotocols = ["udp"]\n[workload]\ncount = 3\nparallel = 2\n'
+            'pattern = "bulk"\nrate = 10\ndirection = "bidirectional"\n',
+            "workload.count: 3 messages cannot be shared by 4 flows",
+        ),
+        ('name = "p"\n[workload]\ndirection = "sideways"\n', "workload.direction:"),
     ],
 )
-def test_bad_bulk_settings_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_workload_settings_name_the_file_and_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = write_scenario(tmp_path, text)
     with pytest.raises(ScenarioError) as error:
         load_scenario(path)
@@ -372,54 +401,14 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
     assert set(probes["probe"]) == {"udp", "tcp"}
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('name = "p"\nprotocols = ["tcp"]\n[workload]\nparallel = 2\n', "workload.parallel:"),
-        (
-            'name = "p"\nprotocols = ["udp", "raw"]\n[workload]\npattern = "bulk"\n'
-            "rate = 100\nparallel = 2\n",
-            "workload.parallel: raw IP has no ports",
-        ),
-        (
-            'name = "p"\nprotocols = ["tcp"]\n[ports]\nprobe = 50003\n[workload]\n'
-            'pattern = "latency_under_load"\nparallel = 4\n',
-            "ports.probe: 50003 is one of the tcp flows' ports",
-        ),
-        (  # bidirectional doubles the flows: UDP's 50001-50008 hold the probe's port
-            'name = "p"\nprotocols = ["udp"]\n[ports]\nprobe = 50008\n[workload]\n'
-            'pattern = "latency_under_load"\nrate = 100\nparallel = 4\n'
-            'direction = "bidirectional"\n',
-            "ports.probe: 50008 is one of the udp flows' ports",
-        ),
-        (
-            'name = "p"\n[workload]\npattern = "echo"\ndirection = "reverse"\n',
-            "workload.direction: 'reverse': echo already goes both ways",
-        ),
-        (
-            'name = "p"\nprotocols = ["udp"]\n[workload]\ncount = 3\nparallel = 2\n'
-            'pattern = "bulk"\nrate = 10\ndirection = "bidirectional"\n',
-            "workload.count: 3 messages cannot be shared by 4 flows",
-        ),
-        ('name = "p"\n[workload]\ndirection = "sideways"\n', "workload.direction:"),
-    ],
-)
-def test_bad_flow_settings_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
-    path = write_scenario(tmp_path, text)
-    with pytest.raises(ScenarioError) as error:
-        load_scenario(path)
-    assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
-
-
 def test_flows_share_count_and_rate_and_bidirectional_reverses_the_second_half(
     tmp_path: Path,
 ) -> None:
     from types import SimpleNamespace
     from typing import cast
 
-    from lab.exchanges import flow_count, settings_for
+    from lab.exchanges import Site, flow_count, settings_for
     from lab.scenario import Protocol
-    from lab.testbed import Testbed
 
     scenario = load_scenario(
         write_scenario(
@@ -429,8 +418,7 @@ def test_flows_share_count_and_rate_and_bidirectional_reverses_the_second_half(
         )
     )
 
-    hosts = {role: SimpleNamespace(address=f"198.18.0.{n}") for n, role in enumerate("cs", 1)}
-    testbed = cast(Testbed, SimpleNamespace(client=hosts["c"], server=hosts["s"]))
+    testbed = cast(Site, SimpleNamespace(client_address="198.18.0.1", server_address="198.18.0.2"))
     assert [flow_count(scenario, p) for p in Protocol] == [2, 2, 2]
     udp = [settings_for(scenario, Protocol.UDP, testbed, flow) for flow in (0, 1)]
     assert [(s.port, s.reverse, s.count, s.rate) for s in udp] == [

@@ -131,6 +131,22 @@ def wait_for_go(control: Connection, settings: EndpointSettings) -> int:
     raise TimeoutError(f"no 'go' from the lab within {settings.connect_timeout_s * 2:g} s")
 
 
+def send_datagrams_paced(
+    sock: socket.socket,
+    destination: tuple[str, int],
+    build: Callable[[int, int], bytes | bytearray],
+    settings: EndpointSettings,
+    result: EndpointResult,
+) -> None:
+    """The datagram senders' loop (UDP, RAW): one message per ``sendto``, on schedule,
+    each send time recorded by seq."""
+    result.t_send_ns = [-1] * settings.count
+    for seq in paced(settings.count, settings.rate, settings.duration_s):
+        now = time.time_ns()
+        sock.sendto(build(seq, now), destination)
+        result.t_send_ns[seq] = now
+
+
 def sender_done_deadline(control: Connection) -> int | None:
     """The parent's 'sender finished, drain until T' message, when it has arrived."""
     if control.poll():

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import time
 import zlib
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -50,7 +49,7 @@ from lab.exchanges._endpoint import (
     EndpointResult,
     EndpointSettings,
     enlarge_receive_buffer,
-    paced,
+    send_datagrams_paced,
     serve_datagrams,
     wait_for_go,
 )
@@ -220,7 +219,6 @@ def _send_packets(
 ) -> None:
     """Send every message paced; in echo mode collect the echoes until the drain ends."""
     builder = RawMessageBuilder(settings.size, settings.seed)
-    result.t_send_ns = [-1] * settings.count
     destination = (peer_address, 0)
     echo_receiver = _Receiver(peer_address, settings)
     echoes = None
@@ -231,10 +229,7 @@ def _send_packets(
             MAX_PACKET,
             lambda data, peer: _seq_intact(echo_receiver, data, peer),
         )
-    for seq in paced(settings.count, settings.rate, settings.duration_s):
-        now = time.time_ns()
-        sock.sendto(builder.build(seq, now), destination)
-        result.t_send_ns[seq] = now
+    send_datagrams_paced(sock, destination, builder.build, settings, result)
     if echoes is not None:
         result.arrivals = echoes.join(settings.drain_timeout_s)
         result.counters.update(echo_receiver.counters(sock))

@@ -12,7 +12,6 @@ lab's control channel does that job, so only the workload crosses the impaired l
 from __future__ import annotations
 
 import socket
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -22,7 +21,7 @@ from lab.exchanges._endpoint import (
     EndpointResult,
     EndpointSettings,
     enlarge_receive_buffer,
-    paced,
+    send_datagrams_paced,
     serve_datagrams,
     wait_for_go,
 )
@@ -88,7 +87,6 @@ def _send_datagrams(
     """Send every message paced; in echo mode collect the echoes until the drain ends."""
     builder = MessageBuilder(settings.size, settings.seed)
     expected_filler = filler(settings.seed, settings.size)
-    result.t_send_ns = [-1] * settings.count
     echoes = None
     if settings.echo:
         echoes = EchoCollector(
@@ -97,9 +95,6 @@ def _send_datagrams(
             MAX_DATAGRAM,
             lambda data, _: (HEADER.unpack_from(data)[0], data[16:] == expected_filler),
         )
-    for seq in paced(settings.count, settings.rate, settings.duration_s):
-        now = time.time_ns()
-        sock.sendto(builder.build(seq, now), destination)
-        result.t_send_ns[seq] = now
+    send_datagrams_paced(sock, destination, builder.build, settings, result)
     if echoes is not None:
         result.arrivals = echoes.join(settings.drain_timeout_s)

@@ -18,7 +18,15 @@ import types
 import typing
 from typing import Any, TypeVar, Union
 
-__all__ = ["MAX_LINE_BYTES", "WireError", "decode", "dumps_line", "encode", "loads_line"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "WireError",
+    "control_message",
+    "decode",
+    "dumps_line",
+    "encode",
+    "loads_line",
+]
 
 #: The longest line either side accepts (a large run's result is a few tens of MB).
 MAX_LINE_BYTES = 512 * 1024 * 1024
@@ -249,3 +257,15 @@ def loads_line(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise WireError(f"not a message: {_show(message)}")
     return message
+
+
+def control_message(message: object) -> list[str | int | float | bool | None]:
+    """An endpoint control message: a name, then plain values (never objects)."""
+    if (
+        not isinstance(message, list | tuple)
+        or not message
+        or not isinstance(message[0], str)
+        or not all(v is None or isinstance(v, str | int | float | bool) for v in message)
+    ):
+        raise WireError(f"not a control message: {message!r:.80}")
+    return list(message)

@@ -48,7 +48,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from lab._version import __version__
-from lab.hosts._wire import MAX_LINE_BYTES, WireError, decode, dumps_line, encode, loads_line
+from lab.hosts._wire import (
+    MAX_LINE_BYTES,
+    WireError,
+    control_message,
+    decode,
+    dumps_line,
+    encode,
+    loads_line,
+)
 
 __all__ = [
     "CAPTURE_COUNTS",
@@ -205,7 +213,7 @@ def _run(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
                 if message is None:
                     os._exit(_GONE)
                 if message["op"] == "msg":
-                    ours.send(tuple(_control_message(message.get("msg"))))
+                    ours.send(tuple(control_message(message.get("msg"))))
         except Exception as error:
             print(f"agent: bad request from the controller: {error}", file=sys.stderr)
             os._exit(_GONE)
@@ -222,7 +230,7 @@ def _run(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
                 except WireError as error:
                     out.send({"op": "error", "error": f"result: {error}"})
                 return
-            out.send({"op": "msg", "msg": _control_message(list(message))})
+            out.send({"op": "msg", "msg": control_message(list(message))})
 
     threading.Thread(target=inbound, name="agent-in", daemon=True).start()
     sender = threading.Thread(target=outbound, name="agent-out", daemon=True)
@@ -275,7 +283,7 @@ def _capture(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
                 message, _ = _read_request(stdin)
                 if message is None:
                     return _GONE
-                if message["op"] == "msg" and _control_message(message.get("msg"))[0] == "stop":
+                if message["op"] == "msg" and control_message(message.get("msg"))[0] == "stop":
                     break
         finally:
             stats = sniffer.stop()
@@ -332,18 +340,6 @@ def _netem(request: dict[str, Any], stdin: IO[bytes], out: _Output) -> int:
             timeout=10,
             check=False,
         )
-
-
-def _control_message(message: object) -> list[str | int | float | bool | None]:
-    """An endpoint control message: a name, then plain values (never objects)."""
-    if (
-        not isinstance(message, list | tuple)
-        or not message
-        or not isinstance(message[0], str)
-        or not all(v is None or isinstance(v, str | int | float | bool) for v in message)
-    ):
-        raise WireError(f"not a control message: {message!r}")
-    return list(message)
 
 
 def serve(stdin: IO[bytes], out: _Output) -> int:

@@ -29,7 +29,7 @@ from lab.exchanges._endpoint import (
     EndpointResult,
     EndpointSettings,
 )
-from lab.hosts._wire import WireError, decode, encode
+from lab.hosts._wire import WireError, control_message, decode, encode
 from lab.hosts.agent import CAPTURE_COUNTS, PROTOCOLS
 from lab.hosts.ssh import AGENT_START_S, AgentStream, RemoteHost
 
@@ -102,7 +102,7 @@ class RemoteControl:
         op = message["op"]
         try:
             if op == "msg":
-                return tuple(_control_message(message.get("msg")))
+                return tuple(control_message(message.get("msg")))
             if op == "result":
                 return ("result", decode(EndpointResult, message.get("result")))
         except WireError as error:
@@ -121,7 +121,7 @@ class RemoteControl:
         offset = self._host.last_offset
         if offset is not None and len(obj) == 2 and obj[0] == "sender_done":
             obj = ("sender_done", int(obj[1]) + round(offset.offset_ns))
-        self._stream.send({"op": "msg", "msg": _control_message(obj)})
+        self._stream.send({"op": "msg", "msg": control_message(obj)})
 
     def fileno(self) -> int:
         return self._stream.fileno()
@@ -129,17 +129,6 @@ class RemoteControl:
     def close(self) -> None:
         """Close the control side; the endpoint ends with it (as a local one loses its pipe)."""
         self._stream.close()
-
-
-def _control_message(message: object) -> list[str | int | float | bool | None]:
-    if (
-        not isinstance(message, list | tuple)
-        or not message
-        or not isinstance(message[0], str)
-        or not all(v is None or isinstance(v, str | int | float | bool) for v in message)
-    ):
-        raise WireError(f"not a control message: {message!r:.80}")
-    return list(message)
 
 
 def agent_budget_s(settings: EndpointSettings) -> float:
