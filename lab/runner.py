@@ -372,11 +372,13 @@ def run_scenario(
                 report_path = render_report(folder.path, meta={**folder.meta, "complete": True})
             folder.finish()
     except KeyboardInterrupt as error:
-        # open_testbed has torn down whatever it built before this runs
+        # _open_site has torn down whatever it built before this runs (the testbed), or
+        # logged out of both hosts, which ends everything the run started there
         if folder is None:
             raise Interrupted("nothing was written") from error
         folder.abandon("interrupted")
-        raise Interrupted(f"no testbed is left; {folder.path} is marked incomplete") from error
+        left = "no testbed is left" if scenario.hosts is None else "logged out of both hosts"
+        raise Interrupted(f"{left}; {folder.path} is marked incomplete") from error
     except BaseException as error:
         if folder is not None:
             folder.abandon(f"{type(error).__name__}: {error}")
