@@ -8,7 +8,17 @@ setup(
             "lab.impairment._core",
             sources=["lab/impairment/_core.c"],
             # no fused multiply-add: the core must round exactly as numpy does (model.py)
-            extra_compile_args=["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math"],
+            # -pthread: the forwarding loop runs a reader and a writer thread per direction
+            extra_compile_args=[
+                "-O2",
+                "-std=gnu11",
+                "-ffp-contract=off",
+                "-fno-fast-math",
+                "-Wall",
+                "-Wextra",
+                "-pthread",
+            ],
+            extra_link_args=["-pthread"],
             libraries=["m"],
         )
     ]

@@ -34,8 +34,15 @@ engine process's CPU time (/proc/<pid>/stat) gives CPU seconds per million packe
 N synthetic packets per scenario (lab/impairment/differential.py: every knob, both
 directions) and times both; it needs no root and can run alone (``--differential-only``).
 
+``--only forwarding`` or ``--only delay`` runs one half (``--delay-rates`` picks the
+delay test's rates). The delay rows also give the engine's CPU (all its threads) while
+the sender sent, as a share of one CPU. The compiled engine's timing knobs come from
+the environment, as the forwarder reads them: ``PROTOLAB_ENGINE_SPIN_NS`` (default
+50000) and ``PROTOLAB_ENGINE_RT_PRIORITY`` (default 1; 0 for ordinary writer threads).
+
     sudo .venv/bin/python bench/impairment.py [--quick] [--refine 2] [--iperf3]
         [--engines compiled,python] [--differential 1000000] [--json PATH]
+        [--only all|forwarding|delay] [--delay-rates 1000,50000]
 """
 
 from __future__ import annotations
@@ -418,6 +425,8 @@ def delay_error(
                         stderr=subprocess.PIPE,
                         text=True,
                     )
+                engine_pid = testbed.engine.pid if testbed.engine else None
+                cpu_before = _cpu_seconds(engine_pid) if engine_pid else 0.0
                 start = time.perf_counter()
                 seq = 0
                 while seq < samples:  # a steady load, paced per batch
@@ -427,6 +436,8 @@ def delay_error(
                     ahead = start + seq / rate - time.perf_counter()
                     if ahead > 0:
                         time.sleep(ahead)
+                sending_s = time.perf_counter() - start
+                engine_cpu = _cpu_seconds(engine_pid) - cpu_before if engine_pid else None
                 probed = _probe_result(running)
             finally:
                 if running is not None and running.poll() is None:
@@ -463,6 +474,8 @@ def delay_error(
         "socket_error_mean_ms": float(socket_error.mean()),
         "socket_error_p99_ms": float(np.percentile(socket_error, 99)),
         "probe": probed,
+        # the engine's CPU (all threads) while the sender sent, as a share of one CPU
+        "engine_cpu_share": engine_cpu / sending_s if engine_cpu is not None else None,
         # how much of the tail is the engine's own: 1.0 = as late as any sleeper here
         "late_p99_over_probe_p99": late_p99 / probe_p99 if probe_p99 else None,
     }
@@ -554,6 +567,17 @@ def main() -> None:
     parser.add_argument(
         "--differential-only", action="store_true", help="only the differential check (no root)"
     )
+    parser.add_argument(
+        "--only",
+        choices=("all", "forwarding", "delay"),
+        default="all",
+        help="only the forwarding-rate searches or only the delay/lateness test (default: all)",
+    )
+    parser.add_argument(
+        "--delay-rates",
+        default=",".join(str(r) for r in DELAY_RATES),
+        help="comma-separated packet rates of the delay test (default: 1000,50000)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -605,7 +629,7 @@ def main() -> None:
                 iperf3_error = f"{type(e).__name__}: {e}"
                 print(f"  iperf3 skipped: {iperf3_error}", flush=True)
 
-    for engine in engines:
+    for engine in engines if args.only != "delay" else ():
         clean = parse_scenario({"name": "bench", "impairment": {"engine": engine}}).impairment
         with (
             tempfile.TemporaryDirectory() as folder,
@@ -615,11 +639,12 @@ def main() -> None:
             sink = _sink(link.server_ns, link.server_address)
             run_all(link, ENGINE_LINK[engine], testbed.engine.pid if testbed.engine else None)
             sink.close()
-    with open_veth_testbed() as testbed:
-        link = Link.of(testbed)
-        sink = _sink(link.server_ns, link.server_address)
-        run_all(link, "veth", None)
-        sink.close()
+    if args.only != "delay":
+        with open_veth_testbed() as testbed:
+            link = Link.of(testbed)
+            sink = _sink(link.server_ns, link.server_address)
+            run_all(link, "veth", None)
+            sink.close()
     probe_error: str | None = None
     probe_folder = contextlib.ExitStack()
     try:
@@ -630,12 +655,13 @@ def main() -> None:
         probe, probe_error = None, f"lateness probe not built: {error}"
         print(probe_error, flush=True)
     scale = 1 / 3 if args.quick else 1.0
-    delay_samples = {rate: int(rate * DELAY_SECONDS[rate] * scale) for rate in DELAY_RATES}
+    rates = [int(r) for r in args.delay_rates.split(",") if r] if args.only != "forwarding" else []
+    delay_samples = {rate: int(rate * DELAY_SECONDS.get(rate, 2.0) * scale) for rate in rates}
     with probe_folder:
         delays = [
             delay_error(delay_samples[rate], engine, rate, probe)
             for engine in engines
-            for rate in DELAY_RATES
+            for rate in rates
         ]
     by_key = {(s.sender, s.link, s.size): s for s in searches}
     forwarding = {e: _comparisons(by_key, ENGINE_LINK[e], e) for e in engines}
@@ -692,7 +718,7 @@ def main() -> None:
                     "sizes": list(SIZES),
                     "delay_ms": DELAY_MS,
                     "delay_rate_pps": DELAY_RATES[0],
-                    "delay_samples": delay_samples[DELAY_RATES[0]],
+                    "delay_samples": delay_samples.get(DELAY_RATES[0]),
                     "delay_rates": list(DELAY_RATES),
                     "delay_samples_per_rate": {str(r): n for r, n in delay_samples.items()},
                     "probe_period_us": 1000,

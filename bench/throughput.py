@@ -26,7 +26,10 @@ its send queue was empty (TCP_INFO ``notsent_bytes``: the sender was behind).
 ``--json PATH`` writes every figure; ``--testbeds-file PATH`` keeps the ids of the
 testbeds it has up, for whoever has to stop it.
 
+``--links engine`` leaves out the Python engine (veth is always measured).
+
     sudo .venv/bin/python bench/throughput.py [--seconds 5] [--rounds 2] [--json PATH]
+        [--links engine,engine-python,veth]
 """
 
 from __future__ import annotations
@@ -456,10 +459,12 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def summarize(tries: list[Try]) -> tuple[dict[str, Any], dict[str, Any]]:
+def summarize(
+    tries: list[Try], measured: Sequence[str] = LINKS
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per link: medians over the rounds; per round: engine / veth, side by side."""
     links: dict[str, Any] = {}
-    for link in LINKS:
+    for link in measured:
         mine = [t for t in tries if t.link == link]
         links[link] = {
             "gbit_s": _median([t.gbit_s for t in mine]),
@@ -473,7 +478,7 @@ def summarize(tries: list[Try]) -> tuple[dict[str, Any], dict[str, Any]]:
             "limits": [t.limit for t in mine],
         }
     ratios: dict[str, Any] = {}
-    for link in ("engine", "engine-python"):
+    for link in [m for m in measured if m != "veth"]:
         each = []
         for round_ in sorted({t.round for t in tries}):
             ours = [t for t in tries if t.round == round_ and t.link == link]
@@ -526,7 +531,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="keep the ids of the testbeds this script has up in this file",
     )
+    parser.add_argument(
+        "--links",
+        default=",".join(LINKS),
+        help=f"comma-separated links to measure (default: {','.join(LINKS)}; veth is always in)",
+    )
     args = parser.parse_args(argv)
+    measured = tuple(link for link in LINKS if link in args.links.split(",") or link == "veth")
+    if unknown := set(args.links.split(",")) - set(LINKS) - {""}:
+        parser.error(f"--links: unknown {sorted(unknown)}, expected some of {LINKS}")
     if os.geteuid() != 0:
         print("bench/throughput.py needs root (namespaces)", file=sys.stderr)
         return 2
@@ -543,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         folder = Path(tmp)
         targets: dict[str, Target] = {}
-        for link in ("engine", "engine-python"):
+        for link in [m for m in measured if m != "veth"]:
             scenario = folder / f"{link}.toml"
             scenario.write_text(_scenario(f"bench-{link}", ENGINE_OF[link]))
             run_id = stack.enter_context(testbed_up(scenario, owned))
@@ -567,10 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TCP bulk, iperf3 -t {args.seconds} -C {CONGESTION}, {args.rounds} round(s)")
         for round_ in range(args.rounds):
             # alternating, the last round ending with the engine (the lab's bulk follows it)
-            for link in LINKS[::-1] if (args.rounds - 1 - round_) % 2 == 0 else LINKS:
+            for link in measured[::-1] if (args.rounds - 1 - round_) % 2 == 0 else measured:
                 tries.append(measure(targets[link], round_, args.seconds))
                 _print_try(tries[-1])
-        if not args.no_lab_bulk:
+        if not args.no_lab_bulk and "engine" in measured:
             # right after the last engine try, the last try of all
             bulk_reference = next(t for t in reversed(tries) if t.link == "engine")
             print(f"lab run: TCP bulk, {args.seconds} s, {args.lab_bulk_size}-byte messages")
@@ -581,9 +594,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" in {bulk['app_limited_share']:.0%} of TCP_INFO samples",
                 flush=True,
             )
-    links, ratios = summarize(tries)
+    links, ratios = summarize(tries, measured)
     print("\nmedian over the rounds (ratios: per round, then their median)")
-    for link in LINKS:
+    for link in measured:
         row = links[link]
         print(f"  {link:<14} {row['gbit_s']:.3f} Gbit/s  limits {row['limits']}")
     for name, ratio in ratios.items():

@@ -21,6 +21,7 @@ from numpy.random import PCG64, SeedSequence
 
 from lab.impairment import core
 from lab.impairment.differential import SCENARIOS, Packets, compare, synthetic_packets
+from lab.impairment.forwarder import RT_PRIORITY_ENV, SPIN_ENV
 from lab.impairment.groundtruth import load_ground_truth
 from lab.impairment.model import BLOCK_SIZE, DirectionModel
 from lab.impairment.spec import Direction, LinkImpairment
@@ -183,3 +184,73 @@ def test_a_forwarder_stopped_before_any_packet_writes_an_empty_record(
     assert _forward(engine, {"delay_ms": 1}, out, 0) == []
     truth, meta = load_ground_truth(out)
     assert len(truth) == 0 and meta["engine"] == engine
+
+
+# a delay: a reader and a writer thread per direction, the writers ordinary threads that
+# sleep to the deadline, then with the defaults (spin, real-time writers); a clean link:
+# one reader thread for both directions, writing every packet itself
+@pytest.mark.parametrize("delay_ms,spin_ns,rt_priority", [(3, "0", "0"), (3, "", ""), (0, "", "")])
+def test_compiled_forwarder_keeps_each_directions_order_and_merges_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delay_ms: int, spin_ns: str, rt_priority: str
+) -> None:
+    """Both directions at once: every packet arrives, in the order it was sent; the
+    record has both directions, rows in arrival order, and no packet left before its
+    scheduled time."""
+    monkeypatch.setenv(SPIN_ENV, spin_ns)
+    monkeypatch.setenv(RT_PRIORITY_ENV, rt_priority)
+    app_c, eng_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    eng_s, app_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    out = tmp_path / "both.npz"
+    count = 400
+    with app_c, eng_c, eng_s, app_s:
+        for s in (eng_c, eng_s):
+            s.setblocking(False)
+        for s in (app_c, app_s, eng_c, eng_s):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        config = {
+            "client_fd": eng_c.fileno(),
+            "server_fd": eng_s.fileno(),
+            "seed": 5,
+            "impairment": {"delay_ms": delay_ms, "engine": "compiled"},
+            "output": str(out),
+            "die_with_parent": True,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lab.impairment.forwarder", "--run-id", "t", "--config",
+             json.dumps(config)],
+            pass_fds=(eng_c.fileno(), eng_s.fileno()),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        received: dict[str, list[int]] = {"to_server": [], "to_client": []}
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith(b"ready")
+            for seq in range(count):
+                app_c.send(_ipv4_udp(seq))
+                app_s.send(_ipv4_udp(seq, port=50002))
+            for name, end in (("to_server", app_s), ("to_client", app_c)):
+                end.settimeout(1.0)
+                with contextlib.suppress(TimeoutError):
+                    while len(received[name]) < count:
+                        packet = end.recv(70000)
+                        received[name].append(int.from_bytes(packet[28:32], "big"))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+    assert received["to_server"] == list(range(count))
+    assert received["to_client"] == list(range(count))
+    truth, _ = load_ground_truth(out)
+    assert len(truth) == 2 * count
+    assert truth["direction"].value_counts().to_dict() == {
+        "client_to_server": count,
+        "server_to_client": count,
+    }
+    assert truth["t_in_ns"].is_monotonic_increasing
+    assert (truth["t_out_ns"] >= truth["scheduled_ns"]).all()
+    assert (truth["scheduled_ns"] - truth["t_in_ns"] == delay_ms * 1_000_000).all()

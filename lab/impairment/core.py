@@ -25,6 +25,20 @@ except ImportError:  # not built (e.g. a checkout without `pip install -e .`)
 
 _MASK32: Final = 0xFFFFFFFF
 
+#: How long before a departure the compiled engine's writer stops sleeping and spins
+#: (``PROTOLAB_ENGINE_SPIN_NS`` overrides it, 0 turns spinning off). Waking from a
+#: sleep costs this VM 20-40 us typically (the lateness probe's p50); waking 50 us
+#: early and spinning the rest took the engine's median lateness at 1000 pps from
+#: about 30 us to about 10 us (bench/impairment.py --only delay, spin 0 vs 50 us).
+#: The writer spins at most a tenth of its time (_core.c, SPIN_BUDGET_NS).
+DEFAULT_SPIN_NS: Final = 50_000
+#: SCHED_FIFO priority of the compiled engine's writer threads (``PROTOLAB_ENGINE_RT_PRIORITY``
+#: overrides it, 0: ordinary threads). On a busy machine a fair-share writer waits for
+#: a CPU behind everything else; a real-time one does not. Each writer is real-time
+#: only while it uses under 60 % of a CPU (_core.c, RT_BUDGET_NS), and stays ordinary
+#: where the process may not use SCHED_FIFO.
+DEFAULT_RT_PRIORITY: Final = 1
+
 
 def available() -> bool:
     """True when the C extension was built and imports."""

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.impairment.core import CompiledModel, core
+from lab.impairment.core import DEFAULT_RT_PRIORITY, DEFAULT_SPIN_NS, CompiledModel, core
 from lab.impairment.model import DirectionModel, flow_key
 from lab.impairment.spec import Direction, ImpairmentSpec
 
@@ -56,9 +56,12 @@ FLAG_REORDERED = 4
 FLAG_PENDING_AT_STOP = 8
 
 _PR_SET_PDEATHSIG = 1
-#: Environment: nanoseconds before a departure the compiled loop stops sleeping and
-#: polls instead (0, the default: sleep to the deadline with a 1 ns timer slack).
+#: Environment: nanoseconds before a departure the compiled engine's writer stops sleeping
+#: and spins (unset: core.DEFAULT_SPIN_NS; 0: sleep to the deadline, 1 ns timer slack).
 SPIN_ENV = "PROTOLAB_ENGINE_SPIN_NS"
+#: Environment: SCHED_FIFO priority of the compiled engine's writer threads (unset:
+#: core.DEFAULT_RT_PRIORITY; 0: ordinary threads).
+RT_PRIORITY_ENV = "PROTOLAB_ENGINE_RT_PRIORITY"
 
 
 class _Record:
@@ -283,9 +286,10 @@ class Forwarder(_Stoppable):
 class CompiledForwarder(_Stoppable):
     """:class:`Forwarder`'s loop in C (``_core.Engine``): no Python object per packet.
 
-    The C loop runs with the GIL released and comes back only when a signal has
-    written to the wake pipe (Python's handlers then run, e.g. :meth:`request_stop`)
-    or when it has stopped; held packets live on a C heap, the record in C arrays.
+    Each direction is forwarded by its own reader and writer threads in C; ``run``
+    waits with the GIL released and comes back only when a signal has written to the
+    wake pipe (Python's handlers then run, e.g. :meth:`request_stop`) or when every
+    direction has stopped; held packets live on C heaps, the record in C arrays.
     """
 
     def __init__(
@@ -293,6 +297,7 @@ class CompiledForwarder(_Stoppable):
         fds: dict[Direction, tuple[int, int]],
         models: dict[Direction, CompiledModel],
         spin_ns: int = 0,
+        rt_priority: int = 0,
     ) -> None:
         ordered = sorted(fds, key=lambda d: d.value)
         self.direction_codes = {d.value: index for index, d in enumerate(ordered)}
@@ -301,6 +306,7 @@ class CompiledForwarder(_Stoppable):
             for d in ordered
         )
         self._spin_ns = spin_ns
+        self._rt_priority = rt_priority
         self._engine: object | None = None
         self._stop_at: int | None = None
 
@@ -311,7 +317,7 @@ class CompiledForwarder(_Stoppable):
     def run(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_write)
-        engine = core().Engine(self._routes, wake_read, self._spin_ns)
+        engine = core().Engine(self._routes, wake_read, self._spin_ns, self._rt_priority)
         self._engine = engine
         while not engine.run(-1 if self._stop_at is None else self._stop_at):
             pass
@@ -352,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     forwarder: Forwarder | CompiledForwarder
     if spec.engine == "compiled":
         compiled = {d: CompiledModel(spec.for_direction(d), seed, d) for d in Direction}
-        forwarder = CompiledForwarder(fds, compiled, int(os.environ.get(SPIN_ENV, "0") or 0))
+        forwarder = CompiledForwarder(
+            fds,
+            compiled,
+            int(os.environ.get(SPIN_ENV) or DEFAULT_SPIN_NS),
+            int(os.environ.get(RT_PRIORITY_ENV) or DEFAULT_RT_PRIORITY),
+        )
     else:
         models = {d: DirectionModel(spec.for_direction(d), seed, d) for d in Direction}
         forwarder = Forwarder(fds, models)
