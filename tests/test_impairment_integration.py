@@ -13,7 +13,7 @@ import pytest
 
 from lab.results import load_run
 from lab.runner import RunOutcome
-from tests.conftest import run_body, summary_row
+from tests.conftest import QUICK_DRAIN, run_body, summary_row
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_random_loss_is_binomial_over_20k_datagrams(
     outcome = run_body(
         tmp_path,
         f'protocols = ["udp"]\nseed = 99\n[workload]\ncount = {n}\nsize = 64\nrate = 20000\n'
-        "[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n",
+        "[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n" + QUICK_DRAIN,
     )
     lost = int(summary_row(outcome, "udp")["lost"])
     half_width = 2.576 * math.sqrt(n * p * (1 - p))  # 99 % normal approximation of the binomial
@@ -104,7 +104,7 @@ def test_duplicates_and_corruption_reach_udp_and_are_absorbed_by_tcp(tmp_path: P
     outcome = run_body(
         tmp_path,
         "seed = 4\n[workload]\ncount = 3000\nsize = 256\nrate = 3000\n"
-        "[impairment]\nduplicate = 3\ncorrupt = 3\n",
+        "[impairment]\nduplicate = 3\ncorrupt = 3\n" + QUICK_DRAIN,
     )
     udp, tcp = summary_row(outcome, "udp"), summary_row(outcome, "tcp")
     assert udp["duplicates"] > 0
@@ -119,7 +119,7 @@ def test_duplicates_and_corruption_reach_udp_and_are_absorbed_by_tcp(tmp_path: P
 
 
 def test_same_seed_same_drops_other_seed_other_drops(tmp_path: Path) -> None:
-    body = "[workload]\ncount = 3000\nrate = 5000\n[impairment]\nloss = 10\n"
+    body = "[workload]\ncount = 3000\nrate = 5000\n[impairment]\nloss = 10\n" + QUICK_DRAIN
     lost = []
     for index, seed in enumerate((5, 5, 6)):
         outcome = run_body(tmp_path / str(index), f'protocols = ["udp"]\nseed = {seed}\n{body}')
@@ -149,7 +149,7 @@ def test_same_seed_same_udp_losses_whatever_tcp_did(tmp_path: Path) -> None:
     """Random decisions are per flow: TCP's packets never shift UDP's fate."""
     body = (
         "seed = 7\n[workload]\ncount = 600\nsize = 256\nrate = 1000\n"
-        "[impairment]\ndelay_ms = 5\nloss = 8\n"
+        "[impairment]\ndelay_ms = 5\nloss = 8\n" + QUICK_DRAIN
     )
 
     def udp_lost(name: str, protocols: str) -> set[int]:
@@ -190,7 +190,7 @@ def test_summary_shows_offered_load_sender_backlog_and_the_engines_own_figures(
     outcome = run_body(
         tmp_path,
         "seed = 5\n[workload]\ncount = 1000\nsize = 512\nrate = 1000\n"
-        "[impairment]\ndelay_ms = 10\nloss = 5\n",
+        "[impairment]\ndelay_ms = 10\nloss = 5\n" + QUICK_DRAIN,
     )
     tcp, udp = summary_row(outcome, "tcp"), summary_row(outcome, "udp")
     offered = 1000 * 512 * 8
@@ -218,7 +218,7 @@ def test_large_fragmented_datagrams_lose_what_the_link_drops_in_either_order(
         outcome = run_body(
             tmp_path / order.strip('[]"').replace('", "', "-"),
             f"protocols = {order}\n[workload]\ncount = {n}\nsize = 65000\nrate = 100\n"
-            "[impairment]\nloss = 1\ndelay_ms = 2\n",
+            "[impairment]\nloss = 1\ndelay_ms = 2\n" + QUICK_DRAIN,
         )
         for protocol in ("udp", "raw"):
             row = summary_row(outcome, protocol)

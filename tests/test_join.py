@@ -723,6 +723,8 @@ rate = 1000
 [impairment]
 delay_ms = 5
 loss = 5
+[timeouts]
+drain_s = 1.0   # the lost datagrams never come; 1 s is far past this link's hold
 """
 
 

@@ -33,7 +33,7 @@ from lab.impairment.groundtruth import load_ground_truth
 from lab.pcap import LAB_RAW_PROTO, read_pcap
 from lab.results import load_run
 from lab.runner import RunOutcome
-from tests.conftest import run_body, summary_row
+from tests.conftest import QUICK_DRAIN, run_body, summary_row
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 
@@ -380,7 +380,8 @@ def test_raw_random_loss_is_binomial_and_every_loss_is_an_engine_drop(tmp_path: 
     outcome = run_raw(
         tmp_path,
         f'protocols = ["udp", "raw"]\nseed = 21\n[workload]\ncount = {n}\nsize = 64\n'
-        "rate = 10000\n[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n",
+        "rate = 10000\n[impairment]\nloss = 5\n[impairment.server_to_client]\nloss = 0\n"
+        + QUICK_DRAIN,
     )
     lost = int(summary_row(outcome, "raw")["lost"])
     half_width = 2.576 * math.sqrt(n * p * (1 - p))  # 99 % normal approximation
@@ -402,7 +403,7 @@ def test_raw_checksum_catches_corruption_the_kernel_lets_through(tmp_path: Path)
     outcome = run_raw(
         tmp_path,
         'protocols = ["udp", "raw"]\nseed = 4\n[workload]\ncount = 3000\nsize = 256\n'
-        "rate = 3000\n[impairment]\ncorrupt = 3\n",
+        "rate = 3000\n[impairment]\ncorrupt = 3\n" + QUICK_DRAIN,
     )
     truth = _raw_truth(outcome)
     corrupted = set(truth.loc[truth["corrupted"], "lab_seq"].astype(int))
@@ -430,7 +431,7 @@ def test_raw_echo_checks_both_directions(tmp_path: Path) -> None:
     outcome = run_raw(
         tmp_path,
         f'protocols = ["raw"]\nseed = 8\n[workload]\npattern = "echo"\ncount = {count}\n'
-        "size = 128\nrate = 2000\n[impairment]\ncorrupt = 3\n",
+        "size = 128\nrate = 2000\n[impairment]\ncorrupt = 3\n" + QUICK_DRAIN,
     )
     there = _raw_truth(outcome)
     back = _raw_truth(outcome, "server_to_client")

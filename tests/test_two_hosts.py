@@ -25,12 +25,14 @@ import pytest
 
 from lab.errors import ScenarioError
 from lab.scenario import load_scenario
-from tests.conftest import PROJECT_ROOT, write_scenario
+from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, write_scenario
 from tests.sshd_hosts import SshdHosts, agent_pids, require_sshd, sshd_hosts
 
 LAB = [sys.executable, "-m", "lab"]
 SEED = 41
-WORKLOAD = 'protocols = ["udp", "tcp"]\n[workload]\ncount = 400\nrate = 400\nsize = 200\n'
+WORKLOAD = (
+    'protocols = ["udp", "tcp"]\n[workload]\ncount = 400\nrate = 400\nsize = 200\n' + QUICK_DRAIN
+)
 IMPAIRMENT = "[impairment]\ndelay_ms = 4\nloss = 3\n"
 
 

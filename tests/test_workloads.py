@@ -20,7 +20,7 @@ from lab.errors import ScenarioError
 from lab.exchanges._endpoint import paced
 from lab.exchanges._tcpinfo import parse_tcp_info, sample_row
 from lab.scenario import MAX_MESSAGES, load_scenario
-from tests.conftest import PROJECT_ROOT, iperf3_testbed, write_scenario
+from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, iperf3_testbed, write_scenario
 
 LAB = [sys.executable, "-m", "lab"]
 
@@ -266,7 +266,7 @@ def test_reverse_losses_are_the_engines_on_the_downlink(
         tmp_path,
         'name = "revloss"\nprotocols = ["tcp", "udp", "raw"]\nseed = 5\n[workload]\n'
         'count = 600\nrate = 600\nsize = 200\ndirection = "reverse"\n[impairment]\n'
-        "delay_ms = 2\n[impairment.server_to_client]\nloss = 3\n",
+        "delay_ms = 2\n[impairment.server_to_client]\nloss = 3\n" + QUICK_DRAIN,
     )
     run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
     summary = run.summary.set_index("protocol")
