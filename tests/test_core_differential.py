@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,12 @@ def _ipv4_udp(seq: int, size: int = 200, port: int = 50001) -> bytes:
     return header + udp
 
 
-def _forward(engine: str, impairment: dict[str, object], out: Path, count: int) -> list[bytes]:
-    """Run the forwarder process between two socketpairs (datagram fds, like TUN's)."""
+@contextlib.contextmanager
+def _forwarder(
+    impairment: dict[str, object], out: Path
+) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The forwarder process between two socketpairs (datagram fds, like TUN's): yields
+    the client's and the server's application ends; SIGTERM stops it on exit (status 0)."""
     app_c, eng_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     eng_s, app_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with app_c, eng_c, eng_s, app_s:
@@ -123,7 +128,7 @@ def _forward(engine: str, impairment: dict[str, object], out: Path, count: int) 
             "client_fd": eng_c.fileno(),
             "server_fd": eng_s.fileno(),
             "seed": 5,
-            "impairment": {**impairment, "engine": engine},
+            "impairment": impairment,
             "output": str(out),
             "die_with_parent": True,
         }
@@ -136,13 +141,7 @@ def _forward(engine: str, impairment: dict[str, object], out: Path, count: int) 
         try:
             assert process.stdout is not None
             assert process.stdout.readline().startswith(b"ready")
-            for seq in range(count):
-                app_c.send(_ipv4_udp(seq))
-            received: list[bytes] = []
-            app_s.settimeout(1.0)
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    received.append(app_s.recv(70000))
+            yield app_c, app_s
             process.send_signal(signal.SIGTERM)
             assert process.wait(20) == 0
         finally:
@@ -151,6 +150,18 @@ def _forward(engine: str, impairment: dict[str, object], out: Path, count: int) 
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def _forward(engine: str, impairment: dict[str, object], out: Path, count: int) -> list[bytes]:
+    """``count`` datagrams client -> server through the forwarder; what reached the server."""
+    received: list[bytes] = []
+    with _forwarder({**impairment, "engine": engine}, out) as (app_c, app_s):
+        for seq in range(count):
+            app_c.send(_ipv4_udp(seq))
+        app_s.settimeout(1.0)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                received.append(app_s.recv(70000))
     return received
 
 
@@ -198,51 +209,19 @@ def test_compiled_forwarder_keeps_each_directions_order_and_merges_the_record(
     scheduled time."""
     monkeypatch.setenv(SPIN_ENV, spin_ns)
     monkeypatch.setenv(RT_PRIORITY_ENV, rt_priority)
-    app_c, eng_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    eng_s, app_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     out = tmp_path / "both.npz"
     count = 400
-    with app_c, eng_c, eng_s, app_s:
-        for s in (eng_c, eng_s):
-            s.setblocking(False)
-        for s in (app_c, app_s, eng_c, eng_s):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        config = {
-            "client_fd": eng_c.fileno(),
-            "server_fd": eng_s.fileno(),
-            "seed": 5,
-            "impairment": {"delay_ms": delay_ms, "engine": "compiled"},
-            "output": str(out),
-            "die_with_parent": True,
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lab.impairment.forwarder", "--run-id", "t", "--config",
-             json.dumps(config)],
-            pass_fds=(eng_c.fileno(), eng_s.fileno()),
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        received: dict[str, list[int]] = {"to_server": [], "to_client": []}
-        try:
-            assert process.stdout is not None
-            assert process.stdout.readline().startswith(b"ready")
-            for seq in range(count):
-                app_c.send(_ipv4_udp(seq))
-                app_s.send(_ipv4_udp(seq, port=50002))
-            for name, end in (("to_server", app_s), ("to_client", app_c)):
-                end.settimeout(1.0)
-                with contextlib.suppress(TimeoutError):
-                    while len(received[name]) < count:
-                        packet = end.recv(70000)
-                        received[name].append(int.from_bytes(packet[28:32], "big"))
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(20) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+    received: dict[str, list[int]] = {"to_server": [], "to_client": []}
+    with _forwarder({"delay_ms": delay_ms, "engine": "compiled"}, out) as (app_c, app_s):
+        for seq in range(count):
+            app_c.send(_ipv4_udp(seq))
+            app_s.send(_ipv4_udp(seq, port=50002))
+        for name, end in (("to_server", app_s), ("to_client", app_c)):
+            end.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                while len(received[name]) < count:
+                    packet = end.recv(70000)
+                    received[name].append(int.from_bytes(packet[28:32], "big"))
     assert received["to_server"] == list(range(count))
     assert received["to_client"] == list(range(count))
     truth, _ = load_ground_truth(out)

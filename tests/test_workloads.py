@@ -186,27 +186,13 @@ def test_tcp_bulk_goodput_matches_iperf3_on_the_same_testbed(
     assert int(series["bytes_delivered"].sum()) == delivered
 
 
-def _iperf3_goodput(scenario: Path) -> float:
-    """iperf3 -c server -t 3 through `lab testbed up` of the same scenario: receiver bit/s."""
+def _iperf3_goodput(scenario: Path, *flags: str) -> float:
+    """iperf3 -c server -t 3 (plus ``flags``, e.g. -R) through `lab testbed up` of the same
+    scenario: what the receiving end got, bit/s."""
     with iperf3_testbed(scenario) as testbed:
         client = subprocess.run(
             [*testbed.exec_prefix, "client", "--", "timeout", "25", "iperf3", "-c", "server",
-             "-t", "3", "-J"],
-            capture_output=True,
-            text=True,
-            timeout=40,
-            check=True,
-        )  # fmt: skip
-    report = json.loads(client.stdout)
-    return float(report["end"]["sum_received"]["bits_per_second"])
-
-
-def _iperf3_reverse_goodput(scenario: Path) -> float:
-    """iperf3 -c server -R -t 3 on `lab testbed up` of the scenario: what the client got."""
-    with iperf3_testbed(scenario) as testbed:
-        client = subprocess.run(
-            [*testbed.exec_prefix, "client", "--", "timeout", "25", "iperf3", "-c", "server",
-             "-R", "-t", "3", "-J"],
+             *flags, "-t", "3", "-J"],
             capture_output=True,
             text=True,
             timeout=40,
@@ -235,7 +221,7 @@ def test_reverse_tcp_bulk_matches_iperf3_reverse_on_an_asymmetric_link(
     )
     run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
     ours = float(run.summary.set_index("protocol").loc["tcp", "goodput_bps"])
-    theirs = _iperf3_reverse_goodput(scenario)
+    theirs = _iperf3_goodput(scenario, "-R")
     assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs)
     assert ours <= rate_bps * 1448 / 1500 * 1.02, ours  # the downlink bounds it, not the up
     exchange = run.table("exchanges").iloc[0]
