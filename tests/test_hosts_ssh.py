@@ -386,7 +386,10 @@ from lab.exchanges._endpoint import EndpointSettings
 from lab.hosts.remote import spawn_remote
 from lab.hosts.ssh import SSHOptions, connect
 
-signal.signal(signal.SIGTERM, raise_interrupt)  # as the lab's CLI does
+# as the lab's CLI does, for both: a process started in the background by a
+# non-interactive shell (as CI may start the tests) inherits SIGINT ignored
+signal.signal(signal.SIGINT, raise_interrupt)
+signal.signal(signal.SIGTERM, raise_interrupt)
 options = SSHOptions(known_hosts=Path({known_hosts!r}), client_keys=(Path({key!r}),),
                      config=Path({config!r}), use_agent=False, python=sys.executable)
 settings = EndpointSettings(server_address="198.18.0.2", client_address="198.18.0.1",
