@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,21 @@ def write_scenario(directory: Path, text: str, name: str = "scenario.toml") -> P
     path = directory / name
     path.write_text(text)
     return path
+
+
+def lab_run_json(scenario: Path, results: Path, timeout_s: float = 240) -> dict[str, object]:
+    """``lab run SCENARIO --json`` as a user would run it; its JSON document (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(scenario), "--results", str(results), "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    document: dict[str, object] = json.loads(done.stdout)
+    return document
 
 
 def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:

@@ -25,7 +25,7 @@ import pytest
 
 from lab.errors import ScenarioError
 from lab.scenario import load_scenario
-from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, write_scenario
+from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, lab_run_json, write_scenario
 from tests.sshd_hosts import SshdHosts, agent_pids, require_sshd, sshd_hosts
 
 LAB = [sys.executable, "-m", "lab"]
@@ -64,20 +64,6 @@ def _hosts_table(hosts: SshdHosts) -> str:
     )
 
 
-def _run(scenario: Path, results: Path) -> dict[str, object]:
-    done = subprocess.run(
-        [*LAB, "run", str(scenario), "--results", str(results), "--json"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    document: dict[str, object] = json.loads(done.stdout)
-    return document
-
-
 @pytest.mark.requires_root
 def test_a_two_host_run_gives_the_namespace_runs_tables(
     tmp_path: Path, two_hosts: SshdHosts
@@ -89,8 +75,8 @@ def test_a_two_host_run_gives_the_namespace_runs_tables(
         (tmp_path / sub).mkdir()
     remote = write_scenario(tmp_path / "hosts", name + WORKLOAD + _hosts_table(two_hosts))
     local = write_scenario(tmp_path / "local", name + WORKLOAD + IMPAIRMENT)
-    far = load_run(str(_run(remote, tmp_path / "r1")["results"]))
-    near = load_run(str(_run(local, tmp_path / "r2")["results"]))
+    far = load_run(str(lab_run_json(remote, tmp_path / "r1")["results"]))
+    near = load_run(str(lab_run_json(local, tmp_path / "r2")["results"]))
 
     # the same engine, seed and packets: the same UDP messages lost, TCP loses none
     lost = {

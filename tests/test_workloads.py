@@ -10,7 +10,6 @@ import json
 import math
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +19,7 @@ from lab.errors import ScenarioError
 from lab.exchanges._endpoint import paced
 from lab.exchanges._tcpinfo import parse_tcp_info, sample_row
 from lab.scenario import MAX_MESSAGES, load_scenario
-from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, iperf3_testbed, write_scenario
-
-LAB = [sys.executable, "-m", "lab"]
-
+from tests.conftest import QUICK_DRAIN, iperf3_testbed, lab_run_json, write_scenario
 
 # --- the scenario -----------------------------------------------------------------------------
 
@@ -143,20 +139,6 @@ def test_a_short_tcp_info_leaves_newer_fields_missing() -> None:
 # --- real runs ------------------------------------------------------------------------------
 
 
-def _lab_run(scenario: Path, results: Path) -> dict[str, object]:
-    done = subprocess.run(
-        [*LAB, "run", str(scenario), "--results", str(results), "--json"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    document: dict[str, object] = json.loads(done.stdout)
-    return document
-
-
 @pytest.mark.requires_root
 def test_tcp_bulk_goodput_matches_iperf3_on_the_same_testbed(
     tmp_path: Path, no_leftover_namespaces: None
@@ -169,7 +151,7 @@ def test_tcp_bulk_goodput_matches_iperf3_on_the_same_testbed(
         'name = "bulk20"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nsize = 1400\n'
         "duration_s = 3.0\n[impairment]\ndelay_ms = 5\nrate_bps = 20000000\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     ours = float(run.summary.set_index("protocol").loc["tcp", "goodput_bps"])
     theirs = _iperf3_goodput(scenario)
     assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs)
@@ -219,7 +201,7 @@ def test_reverse_tcp_bulk_matches_iperf3_reverse_on_an_asymmetric_link(
         f"[impairment.server_to_client]\nrate_bps = {rate_bps}\n"
         "[impairment.client_to_server]\nrate_bps = 2000000\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     ours = float(run.summary.set_index("protocol").loc["tcp", "goodput_bps"])
     theirs = _iperf3_goodput(scenario, "-R")
     assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs)
@@ -254,7 +236,7 @@ def test_reverse_losses_are_the_engines_on_the_downlink(
         'count = 600\nrate = 600\nsize = 200\ndirection = "reverse"\n[impairment]\n'
         "delay_ms = 2\n[impairment.server_to_client]\nloss = 3\n" + QUICK_DRAIN,
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     summary = run.summary.set_index("protocol")
     exchanges = run.table("exchanges").set_index("protocol")
     assert set(exchanges["direction"]) == {"server_to_client"}
@@ -299,7 +281,7 @@ def test_bidirectional_parallel_flows_fill_each_direction_of_a_full_duplex_link(
         'size = 1400\nduration_s = 3.0\nparallel = 2\ndirection = "bidirectional"\n'
         f"rate = 1200\n[impairment]\ndelay_ms = 5\nrate_bps = {rate_bps}\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     flows = run.table("flows")
     ways = ["client_to_server"] * 2 + ["server_to_client"] * 2
     for protocol in ("tcp", "udp"):
@@ -338,7 +320,7 @@ def test_udp_bulk_sends_at_its_rate_for_its_duration(
         'name = "ubulk"\nprotocols = ["udp"]\n[workload]\npattern = "bulk"\nsize = 1000\n'
         "duration_s = 1.5\nrate = 2000\n[impairment]\ndelay_ms = 2\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     udp = run.messages.query("protocol == 'udp'")
     assert len(udp) == 3000  # 2000/s for 1.5 s, not one more
     span_s = (int(udp["t_send_ns"].max()) - int(udp["t_send_ns"].min())) / 1e9
@@ -371,7 +353,7 @@ def test_probe_rtt_under_load_grows_by_the_queues_drain_time(
         f"size = {size}\nduration_s = 5.0\nrate = 360\nprobe_hz = 20\nprobe_idle_s = 0.6\n"
         f"[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\nqueue_limit = {queue_limit}\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     row = run.summary.set_index("protocol").loc["udp"]
     serialization_ms = (size + 28) * 8 / rate_bps * 1e3  # IP + UDP headers
     in_delay = 10 / serialization_ms  # serialized, waiting out the 10 ms delay
@@ -484,7 +466,7 @@ def test_parallel_flows_share_a_rate_limited_link(
         'name = "par"\nprotocols = ["tcp"]\n[workload]\npattern = "bulk"\nsize = 1400\n'
         f"duration_s = 4.0\nparallel = 4\n[impairment]\ndelay_ms = 10\nrate_bps = {rate_bps}\n",
     )
-    run = load_run(str(_lab_run(scenario, tmp_path / "results")["results"]))
+    run = load_run(str(lab_run_json(scenario, tmp_path / "results")["results"]))
     flows = run.table("flows")
     assert flows["flow"].tolist() == [0, 1, 2, 3]
     assert flows["share"].sum() == pytest.approx(1.0)

@@ -191,6 +191,22 @@ def spawn_remote(
     )
 
 
+def _reply(stream: AgentStream, host: RemoteHost, what: str, expected: str) -> dict[str, Any]:
+    """The agent's next answer, which must be ``expected``; its refusal or silence (after
+    :data:`AGENT_START_S`) as a one-line HostError naming ``what`` asked."""
+    if not stream.poll(AGENT_START_S):
+        raise HostError(f"{host}: {what} did not answer")
+    try:
+        reply = stream.receive()
+    except EOFError:
+        raise stream.failure() from None
+    if reply["op"] == "error":
+        raise HostError(f"{host}: {one_line(reply.get('error'))}")
+    if reply["op"] != expected:
+        raise HostError(f"{host}: {what} answered {reply['op']!r}, not {expected!r}")
+    return reply
+
+
 class RemoteNetem:
     """A netem qdisc on a far host's interface, held by an agent for as long as it runs:
     ending the agent (close, logout, a dead controller) deletes the qdisc."""
@@ -200,16 +216,7 @@ class RemoteNetem:
         self._stream = host.start_agent(MAX_AGENT_S)
         try:
             self._stream.send({"op": "netem", "interface": interface, "args": args})
-            if not self._stream.poll(AGENT_START_S):
-                raise HostError(f"{host}: tc netem on {interface} did not answer")
-            try:
-                reply = self._stream.receive()
-            except EOFError:
-                raise self._stream.failure() from None
-            if reply["op"] == "error":
-                raise HostError(f"{host}: {one_line(reply.get('error'))}")
-            if reply["op"] != "started":
-                raise HostError(f"{host}: tc netem answered {reply['op']!r}")
+            _reply(self._stream, host, f"tc netem on {interface}", "started")
         except BaseException:
             self._stream.close()
             raise
@@ -234,7 +241,7 @@ class RemoteCapture:
         self._stream = host.start_agent(budget_s)
         try:
             self._stream.send({"op": "capture", "interface": interface})
-            reply = self._reply("started")
+            reply = _reply(self._stream, host, f"the capture on {interface}", "started")
             path = reply.get("path")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise HostError(f"{host}: the capture agent gave no pcap path")
@@ -243,25 +250,12 @@ class RemoteCapture:
             self._stream.close()
             raise
 
-    def _reply(self, expected: str, timeout_s: float = AGENT_START_S) -> dict[str, Any]:
-        if not self._stream.poll(timeout_s):
-            raise HostError(f"{self.host}: the capture on {self.interface} did not answer")
-        try:
-            reply = self._stream.receive()
-        except EOFError:
-            raise self._stream.failure() from None
-        if reply["op"] == "error":
-            why = one_line(reply.get("error"))
-            raise HostError(f"{self.host}: capture on {self.interface}: {why}")
-        if reply["op"] != expected:
-            raise HostError(f"{self.host}: the capture answered {reply['op']!r}, not {expected!r}")
-        return reply
-
     def stop(self, local_path: Path) -> CaptureStats:
         """Stop capturing, copy the pcap to ``local_path``; the sniffer's counts."""
         try:
             self._stream.send({"op": "msg", "msg": ["stop"]})
-            counts = self._reply("result").get("result")
+            what = f"the capture on {self.interface}"
+            counts = _reply(self._stream, self.host, what, "result").get("result")
             if not isinstance(counts, dict) or not all(
                 type(counts.get(k)) is int and counts[k] >= 0 for k in CAPTURE_COUNTS
             ):
