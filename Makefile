@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 LAB := $(VENV)/bin/lab
-APT_PACKAGES := iproute2 iputils-ping iperf3 tcpdump tshark nftables chromium gcc libc6-dev python3-dev openssh-server openssh-client
+APT_PACKAGES := iproute2 iputils-ping iperf3 sockperf tcpdump tshark nftables chromium gcc libc6-dev python3-dev openssh-server openssh-client
 SCENARIO ?= scenarios/quickstart.toml
 
 .PHONY: run test lint deps apt venv clean-testbeds bench

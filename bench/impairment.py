@@ -15,13 +15,20 @@ Udp.OutDatagrams at the client), so the receiving application's speed does not m
 Every load is bounded: one second per step, a fixed list of steps, then ``--refine``
 bisection steps between the last rate that passed and the first that failed.
 
-With ``--iperf3`` the same search runs with iperf3 as a C sender (``iperf3 -u -l 64``,
-92-byte IP packets) through ``ip netns exec``: a one-off server (``iperf3 -s -1``) inside
-the server namespace per step, which reads every datagram (the Python steps leave them
-unread). Loss again from the kernels' counters: Udp.OutDatagrams at the client against
-Ip.InReceives minus Tcp.InSegs (iperf3's control connection) at the server; the server's
-Udp.InDatagrams would not do, Linux counts it when the application reads a datagram, so
-whatever is still queued when iperf3 closes its socket would pass for lost.
+With ``--sockperf`` the same search runs with sockperf as a C sender (``sockperf
+throughput -m <size - 28> --mps <rate>``, 100- and 1400-byte IP packets, to the same unread
+socket), first one process, then two side by side sharing the rate (100 B): on a veth
+pair the receiving stack runs inside the sender's own send calls, so one sender's CPU is
+veth's limit, and two show what the link itself carries.
+
+With ``--iperf3`` the same search runs with iperf3 as a C sender (``iperf3 -u -l 64``
+and ``-l 1400``: 92- and 1428-byte IP packets) through ``ip netns exec``: a one-off
+server (``iperf3 -s -1``) inside the server namespace per step, which reads every
+datagram (the Python steps leave them unread). Loss again from the kernels' counters:
+Udp.OutDatagrams at the client against Ip.InReceives minus Tcp.InSegs (iperf3's control
+connection) at the server; the server's Udp.InDatagrams would not do, Linux counts it
+when the application reads a datagram, so whatever is still queued when iperf3 closes
+its socket would pass for lost.
 ``--json PATH`` also writes every figure as JSON.
 
 Both engines are measured (``--engines compiled,python``): the compiled core
@@ -40,7 +47,7 @@ the sender sent, as a share of one CPU. The compiled engine's timing knobs come 
 the environment, as the forwarder reads them: ``PROTOLAB_ENGINE_SPIN_NS`` (default
 50000) and ``PROTOLAB_ENGINE_RT_PRIORITY`` (default 1; 0 for ordinary writer threads).
 
-    sudo .venv/bin/python bench/impairment.py [--quick] [--refine 2] [--iperf3]
+    sudo .venv/bin/python bench/impairment.py [--quick] [--refine 2] [--iperf3] [--sockperf]
         [--engines compiled,python] [--differential 1000000] [--json PATH]
         [--only all|forwarding|delay] [--delay-rates 1000,50000]
 """
@@ -79,11 +86,23 @@ SELF_LOSS_LIMIT = 0.001
 PORT = 50_999
 SIZES = (100, 1400)
 DELAY_MS = 20
-#: iperf3: packets/s ladder, UDP payload (-l) and seconds per step (an integer for -t).
+#: iperf3: packets/s ladder, UDP payloads (-l) and seconds per step (an integer for -t).
 IPERF3_RATES: tuple[int, ...] = (50_000, 100_000, 200_000, 300_000, 500_000, 800_000)
-IPERF3_LENGTH = 64
-IPERF3_SIZE = IPERF3_LENGTH + 28  # the IP packet
+IPERF3_LENGTHS = (64, 1400)
 IPERF3_STEP_S = 1
+#: sockperf (a C++ sender that paces by busy-waiting): packets/s ladders, one sender
+#: process and two side by side (the two-sender steps at 100 B only: the link's own
+#: capacity, past what one sender's CPU can push through a veth pair).
+SOCKPERF_RATES: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000)
+SOCKPERF_PAIR_RATES: tuple[int, ...] = (200_000, 400_000, 600_000, 800_000, 1_000_000, 1_200_000)
+SOCKPERF_STEP_S = 1
+#: senders and their sizes in the order the comparisons list them
+SENDER_SIZES: tuple[tuple[str, int], ...] = (
+    *(("python", size) for size in SIZES),
+    *(("sockperf", size) for size in SIZES),
+    ("sockperf-x2", SIZES[0]),
+    *(("iperf3", length + 28) for length in IPERF3_LENGTHS),
+)
 IPERF3_PORT = 50_998
 SO_TIMESTAMPNS = 35  # linux/socket.h; Python 3.11 does not export it
 SO_RCVBUFFORCE = 33  # the same
@@ -199,8 +218,53 @@ def _listening(pid: int, address: str, port: int) -> bool:
     return any(line.split()[1] == wanted and line.split()[3] == "0A" for line in lines)
 
 
-def measure_iperf3(link: Link, rate: int) -> tuple[int, int, float]:
-    """One iperf3 -u step at ``rate`` packets/s: (sent, arrived, achieved send rate).
+def measure_sockperf(link: Link, size: int, senders: int, rate: int) -> tuple[int, int, float]:
+    """One step of ``senders`` sockperf processes sharing ``rate`` packets/s of ``size``-byte
+    IP packets, to the sink nobody reads: (sent, arrived, achieved send rate).
+
+    ``sockperf throughput`` needs no server and stops by itself after -t seconds (it idles
+    about 2 s before sending, so the rate is its own count over its own sending time).
+    """
+    before_c, before_s = _counters_in(link.client_ns), _counters_in(link.server_ns)
+    command = ["ip", "netns", "exec", link.client_ns, "sockperf", "throughput",
+               "-i", link.server_address, "-p", str(PORT), "-m", str(size - 28),
+               "-t", str(SOCKPERF_STEP_S), "--mps", str(rate // senders),
+               "--dontwarmup"]  # fmt: skip
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(senders)
+    ]
+    outputs: list[str] = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=SOCKPERF_STEP_S + 20)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    for process, output in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"sockperf: exit {process.returncode}: {output.strip()[-300:]}")
+    seconds = max(_sockperf_seconds(output) for output in outputs)
+    time.sleep(0.3)  # let queues drain
+    after_c, after_s = _counters_in(link.client_ns), _counters_in(link.server_ns)
+    sent = after_c["Udp.OutDatagrams"] - before_c["Udp.OutDatagrams"]
+    arrived = after_s["Ip.InReceives"] - before_s["Ip.InReceives"]
+    return sent, arrived, sent / seconds
+
+
+def _sockperf_seconds(output: str) -> float:
+    """The sending time from sockperf's "Total of N messages sent in T sec" line."""
+    for line in output.splitlines():
+        words = line.split()
+        if "Total" in words and "sent" in words and words[-1] == "sec":
+            return float(words[-2])
+    raise RuntimeError(f"sockperf printed no total: {output.strip()[-300:]}")
+
+
+def measure_iperf3(link: Link, length: int, rate: int) -> tuple[int, int, float]:
+    """One iperf3 -u -l ``length`` step at ``rate`` packets/s: (sent, arrived, send rate).
 
     The server is a one-off (-1) inside the server namespace and exits after this test;
     if anything goes wrong it is killed here (and the testbed's teardown kills whatever
@@ -222,8 +286,8 @@ def measure_iperf3(link: Link, rate: int) -> tuple[int, int, float]:
             time.sleep(0.02)
         client = subprocess.run(
             ["ip", "netns", "exec", link.client_ns, "iperf3", "-c", link.server_address,
-             "-p", str(IPERF3_PORT), "-u", "-l", str(IPERF3_LENGTH),
-             "-b", str(rate * IPERF3_LENGTH * 8), "-t", str(IPERF3_STEP_S),
+             "-p", str(IPERF3_PORT), "-u", "-l", str(length),
+             "-b", str(rate * length * 8), "-t", str(IPERF3_STEP_S),
              "--connect-timeout", "3000", "-J"],
             capture_output=True,
             text=True,
@@ -524,7 +588,7 @@ def _comparisons(
 ) -> list[dict[str, Any]]:
     """Engine against plain veth, per sender and size, for one engine."""
     rows: list[dict[str, Any]] = []
-    for sender, size in [("python", size) for size in SIZES] + [("iperf3", IPERF3_SIZE)]:
+    for sender, size in SENDER_SIZES:
         found, veth = by_key.get((sender, engine_link, size)), by_key.get((sender, "veth", size))
         if found is None or veth is None:
             continue
@@ -552,6 +616,11 @@ def main() -> None:
         "--refine", type=int, default=2, help="bisection steps after the ladder (default 2)"
     )
     parser.add_argument("--iperf3", action="store_true", help="also with iperf3 as the sender")
+    parser.add_argument(
+        "--sockperf",
+        action="store_true",
+        help="also with sockperf as the sender (one process, then two side by side)",
+    )
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
@@ -591,17 +660,21 @@ def main() -> None:
         if differential and any(row["mismatches"] for row in differential):
             raise SystemExit(1)
         return
-    global RATES, IPERF3_RATES  # noqa: PLW0603 - smaller ladders for --quick
+    global RATES, IPERF3_RATES, SOCKPERF_RATES, SOCKPERF_PAIR_RATES  # noqa: PLW0603 - --quick
     if args.quick:
         RATES = (20_000, 50_000)
         IPERF3_RATES = (50_000, 100_000)
+        SOCKPERF_RATES = (100_000, 200_000)
+        SOCKPERF_PAIR_RATES = (200_000, 400_000)
     use_iperf3 = args.iperf3 and shutil.which("iperf3") is not None
     iperf3_error: str | None = None if use_iperf3 or not args.iperf3 else "iperf3 not installed"
+    use_sockperf = args.sockperf and shutil.which("sockperf") is not None
+    sockperf_error = None if use_sockperf or not args.sockperf else "sockperf not installed"
     refine = max(0, args.refine)
     searches: list[Search] = []
 
     def run_all(link: Link, name: str, pid: int | None) -> None:
-        nonlocal iperf3_error
+        nonlocal iperf3_error, sockperf_error
         for size in SIZES:
             searches.append(
                 search_rate(
@@ -613,18 +686,40 @@ def main() -> None:
                     size=size,
                 )
             )
+        if use_sockperf and sockperf_error is None and name != ENGINE_LINK["python"]:
+            # the compiled engine and veth only: the Python engine is far below one sender
+            plans = [(size, 1, SOCKPERF_RATES) for size in SIZES]
+            plans.append((SIZES[0], 2, SOCKPERF_PAIR_RATES))
+            try:
+                for size, senders, ladder in plans:
+                    sockperf_step = functools.partial(measure_sockperf, link, size, senders)
+                    searches.append(
+                        search_rate(
+                            functools.partial(_with_cpu, pid, sockperf_step),
+                            ladder,
+                            refine,
+                            sender="sockperf" if senders == 1 else f"sockperf-x{senders}",
+                            link=name,
+                            size=size,
+                        )
+                    )
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+                sockperf_error = f"{type(e).__name__}: {e}"
+                print(f"  sockperf skipped: {sockperf_error}", flush=True)
         if use_iperf3 and iperf3_error is None:
             try:
-                searches.append(
-                    search_rate(
-                        functools.partial(_with_cpu, pid, functools.partial(measure_iperf3, link)),
-                        IPERF3_RATES,
-                        refine,
-                        sender="iperf3",
-                        link=name,
-                        size=IPERF3_SIZE,
+                for length in IPERF3_LENGTHS:
+                    iperf3_step = functools.partial(measure_iperf3, link, length)
+                    searches.append(
+                        search_rate(
+                            functools.partial(_with_cpu, pid, iperf3_step),
+                            IPERF3_RATES,
+                            refine,
+                            sender="iperf3",
+                            link=name,
+                            size=length + 28,
+                        )
                     )
-                )
             except (RuntimeError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
                 iperf3_error = f"{type(e).__name__}: {e}"
                 print(f"  iperf3 skipped: {iperf3_error}", flush=True)
@@ -665,21 +760,23 @@ def main() -> None:
         ]
     by_key = {(s.sender, s.link, s.size): s for s in searches}
     forwarding = {e: _comparisons(by_key, ENGINE_LINK[e], e) for e in engines}
-    print("\nforwarding rate at <= 0.1 % self-loss (UDP, one sender process)")
+    print("\nforwarding rate at <= 0.1 % self-loss (UDP)")
     print(
-        f"{'engine':<9} {'sender':<7} {'size':>6} {'engine pps':>12} {'veth pps':>12}"
+        f"{'engine':<9} {'sender':<11} {'size':>6} {'engine pps':>12} {'veth pps':>12}"
         f" {'ratio':>7} {'CPU s/Mpkt':>11}  veth limit"
     )
     for engine in engines:
         for row in forwarding[engine]:
             cpu = row["engine_cpu_s_per_mpkt"]
             print(
-                f"{engine:<9} {row['sender']:<7} {row['size']:>5}B {row['engine_pps']:>12.0f}"
+                f"{engine:<9} {row['sender']:<11} {row['size']:>5}B {row['engine_pps']:>12.0f}"
                 f" {row['veth_pps']:>12.0f} {row['ratio']:>7.2f}"
                 f" {'-' if cpu is None else f'{cpu:.2f}':>11}  {row['veth_stopped_by']}"
             )
     if iperf3_error:
         print(f"iperf3: {iperf3_error}")
+    if sockperf_error:
+        print(f"sockperf: {sockperf_error}")
     print(f"\ndelay error at delay_ms = {DELAY_MS} (Python sender), lateness probe beside it")
     for row in delays:
         probed = row["probe"] or {}
@@ -712,7 +809,10 @@ def main() -> None:
                     "iperf3_rates": list(IPERF3_RATES) if use_iperf3 else None,
                     "step_s": STEP_S,
                     "iperf3_step_s": IPERF3_STEP_S,
-                    "iperf3_length": IPERF3_LENGTH,
+                    "iperf3_lengths": list(IPERF3_LENGTHS),
+                    "sockperf_rates": list(SOCKPERF_RATES) if use_sockperf else None,
+                    "sockperf_pair_rates": list(SOCKPERF_PAIR_RATES) if use_sockperf else None,
+                    "sockperf_step_s": SOCKPERF_STEP_S,
                     "refine": refine,
                     "self_loss_limit": SELF_LOSS_LIMIT,
                     "sizes": list(SIZES),
@@ -727,6 +827,7 @@ def main() -> None:
                 "forwarding": forwarding[main_engine],
                 "forwarding_python_engine": forwarding.get("python"),
                 "iperf3_error": iperf3_error,
+                "sockperf_error": sockperf_error,
                 "delay": delay_json(main_engine),
                 "delay_python_engine": delay_json("python"),
                 # every engine at every rate, each with the lateness probe run beside it

@@ -4,10 +4,11 @@
 
 Runs, one after the other and each as its own process with a time limit:
 
-* ``bench/impairment.py --iperf3``: the engine's forwarding rate against a plain veth link
-  (a Python sender and iperf3), the compiled engine and the Python reference alike, the
-  engine's CPU per million packets, and its delay error at 1000 and 50,000 packets/s with
-  a C lateness probe (``bench/lateness_probe.c``) run at the same time;
+* ``bench/impairment.py --iperf3 --sockperf``: the engine's forwarding rate against a
+  plain veth link (a Python sender, sockperf and iperf3), the compiled engine and the
+  Python reference alike, the engine's CPU per million packets, and its delay error at
+  1000 and 50,000 packets/s with a C lateness probe (``bench/lateness_probe.c``) run at
+  the same time;
 * ``bench/throughput.py``: TCP bulk (iperf3) through the engine, the Python engine and a
   plain veth link, round by round, with CPU per Gbit; and the lab's own TCP bulk run;
 * ``bench/impairment.py --differential-only``: the compiled core against the Python
@@ -296,6 +297,7 @@ def machine() -> JSON:
         "tcpdump": f"{tcpdump}; {libpcap}",
         "tshark": _first_line(["tshark", "--version"], "TShark"),
         "iperf3": _first_line(["iperf3", "--version"], "iperf"),
+        "sockperf": _first_line(["sockperf", "--version"], "sockperf"),
         "gcc": _first_line(["gcc", "--version"], "gcc"),
         "iproute2": _first_line(["ip", "-V"], "iproute2"),
     }
@@ -394,8 +396,18 @@ class Report:
     quickstart: list[Outcome]
 
 
+ENGINE_OF_LINK = {"engine": "compiled", "engine-python": "python"}
+LINK_ORDER = ("engine", "engine-python", "veth", "veth-segments")
+
+
 def _sender_name(row: JSON) -> str:
-    return "Python" if row["sender"] == "python" else "iperf3 -u -l 64"
+    payload = row["size"] - 28  # the IP packet less its IP and UDP headers
+    return {
+        "python": "Python",
+        "iperf3": f"iperf3 -u -l {payload}",
+        "sockperf": f"sockperf -m {payload}",
+        "sockperf-x2": f"2 x sockperf -m {payload}",
+    }.get(row["sender"], str(row["sender"]))
 
 
 def _render_machine(md: Markdown, report: Report) -> None:
@@ -415,6 +427,7 @@ def _render_machine(md: Markdown, report: Report) -> None:
             ["tcpdump", m["tcpdump"]],
             ["tshark", m["tshark"]],
             ["iperf3", m["iperf3"]],
+            ["sockperf", m.get("sockperf", "unknown")],
             ["gcc (builds the lateness probe)", m.get("gcc", "unknown")],
             ["iproute2", m["iproute2"]],
             ["load average (1, 5, 15 min) at start", report.load_start],
@@ -515,6 +528,8 @@ def _render_summary(md: Markdown, report: Report) -> None:
         )
     if imp.get("iperf3_error"):
         rows.append(["impairment engine vs plain veth, iperf3 sender", imp["iperf3_error"]])
+    if imp.get("sockperf_error"):
+        rows.append(["impairment engine vs plain veth, sockperf sender", imp["sockperf_error"]])
     for compiled, python in _engine_pairs(imp):
         ratio = compiled["engine_pps"] / python["engine_pps"] if python["engine_pps"] else 0.0
         text = _qualified(
@@ -547,7 +562,7 @@ def _render_summary(md: Markdown, report: Report) -> None:
     seconds = tp["settings"]["seconds"]
     for link in ("engine", "engine-python"):
         ratio = ratios[f"{link}_over_veth"]
-        name = _engine_name("compiled" if link == "engine" else "python")
+        name = _engine_name(ENGINE_OF_LINK[link])
         rows.append(
             [
                 f"TCP bulk through the {name} vs plain veth (iperf3 sender, cubic,"
@@ -556,6 +571,22 @@ def _render_summary(md: Markdown, report: Report) -> None:
                 f" {links['veth']['gbit_s']:.1f} Gbit/s, medians); limited by"
                 f" {_limits(links[link]['limits'])} / {_limits(links['veth']['limits'])}"
                 " (this link / veth)",
+            ]
+        )
+    for link in ("engine", "engine-python"):
+        segments = ratios.get(f"{link}_over_veth-segments")
+        if segments is None:
+            continue
+        rows.append(
+            [
+                f"TCP bulk through the {_engine_name(ENGINE_OF_LINK[link])} vs veth with TCP"
+                " segmentation offload off (each segment its own packet, as through the"
+                f" engine; iperf3, cubic, {seconds} s), median of {len(segments['each'])}"
+                " same-round ratios",
+                f"**{segments['median']:.3f}** ({links[link]['gbit_s']:.2f} vs"
+                f" {links['veth-segments']['gbit_s']:.2f} Gbit/s, medians); limited by"
+                f" {_limits(links[link]['limits'])} /"
+                f" {_limits(links['veth-segments']['limits'])} (this link / veth-segments)",
             ]
         )
     rows.append(
@@ -667,10 +698,27 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
         f" pps, {s['step_s']:g} s each, to a socket nobody reads; Udp.OutDatagrams at the"
         " client against Ip.InReceives at the server."
     )
-    if s.get("iperf3_rates"):
+    if s.get("sockperf_rates"):
         md.para(
-            f"iperf3 sender: `ip netns exec <client> iperf3 -c 198.18.0.2 -u -l"
-            f" {s['iperf3_length']} -b <rate x {s['iperf3_length'] * 8}> -t"
+            "sockperf sender (C++; it paces by busy-waiting, so it keeps one CPU busy at any"
+            " rate): `ip netns exec <client> sockperf throughput -i 198.18.0.2 -m <IP packet -"
+            f" 28> --mps <rate> -t {s['sockperf_step_s']} --dontwarmup` to the same unread"
+            f" socket, rates {', '.join(_pps(r) for r in s['sockperf_rates'])} pps. Then two"
+            " sockperf processes side by side, each sending half the rate (*2 x sockperf*, 100 B,"
+            f" {', '.join(_pps(r) for r in s['sockperf_pair_rates'])} pps in all). Why two: on"
+            " a veth pair the receiving namespace's whole IP/UDP receive path runs inside the"
+            " sender's own send call, so with one sender veth stops where that one CPU does"
+            " (`sender`): that is the most this sender gets through veth, and the one-sender"
+            " ratio compares the engine with it. Two senders use both CPUs and show what the"
+            " veth link itself carries; through the engine the two senders compete with the"
+            " engine's threads for the same two CPUs. The Python engine is not measured with"
+            " sockperf."
+        )
+    if s.get("iperf3_rates"):
+        lengths = s.get("iperf3_lengths") or [s.get("iperf3_length", 64)]
+        md.para(
+            "iperf3 sender: `ip netns exec <client> iperf3 -c 198.18.0.2 -u -l"
+            f" <{' or '.join(str(n) for n in lengths)}> -b <rate x length x 8> -t"
             f" {s['iperf3_step_s']}` against `ip netns exec <server> iperf3 -s -1 -B 198.18.0.2"
             " --rcv-timeout 3000` (a one-off server per step, which exits by itself), rates"
             f" {', '.join(_pps(r) for r in s['iperf3_rates'])} pps. The server reads every"
@@ -715,6 +763,8 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
     )
     if imp.get("iperf3_error"):
         md.para(f"iperf3 was not measured: {imp['iperf3_error']}.")
+    if imp.get("sockperf_error"):
+        md.para(f"sockperf was not measured: {imp['sockperf_error']}.")
     pairs = _engine_pairs(imp)
     if pairs:
         md.para(
@@ -847,12 +897,26 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
     md.command(outcome)
     md.para(f"The same sender, {tp['iperf3']}, client and server:")
     md.add("```sh", st["client_command"], st["server_command"], "```", "")
+    measured = [link for link in LINK_ORDER if link in links]
     md.para(
-        "over three links kept up side by side: *engine*, `lab"
+        f"over {len(measured)} links kept up side by side: *engine*, `lab"
         " testbed up` of a clean scenario (the compiled engine) with both ends started by"
         ' `lab exec`; *engine-python*, the same with `[impairment] engine = "python"`;'
         " *veth*, the same two namespaces joined by a plain veth pair, iperf3 through `ip"
-        f" netns exec`. {st['rounds']} rounds; each round measures every link once, seconds"
+        " netns exec`"
+        + (
+            "; *veth-segments*, another plain veth pair with TCP segmentation offload"
+            " (tx-tcp-segmentation and its IPv6/ECN variants) turned off on both ends, as the"
+            " testbed's TUN devices have it: the sending kernel cuts the data into MTU-sized"
+            " segments before the link and each crosses as its own packet, as through the"
+            " engine, which must see every segment to impair it, and the captures show"
+            " wire-sized segments. The plain veth pair instead carries the sender's"
+            " super-packets of up to 64 KiB whole, no segment ever cut. The target of 0.7x"
+            " is against plain veth"
+            if "veth-segments" in links
+            else ""
+        )
+        + f". {st['rounds']} rounds; each round measures every link once, seconds"
         " apart (the order alternates), so each ratio below is of two tries of the same"
         " round, and the headline is the median of those ratios. CPU is taken over the"
         " transfer (first established connection to the client's exit): the engine process's"
@@ -874,7 +938,8 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
     )
     md.table(
         ["link", "Gbit/s (median)", "each round", "ratio to veth (median, each round)",
-         "engine CPU s / Gbit", "machine CPU s / Gbit", "bytes per IP packet", "limit"],
+         "ratio to veth-segments", "engine CPU s / Gbit", "machine CPU s / Gbit",
+         "bytes per IP packet", "limit"],
         [
             [
                 link,
@@ -886,6 +951,11 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
                 + ", ".join(f"{r:.3f}" for r in ratios[f"{link}_over_veth"]["each"])
                 + ")",
                 "n/a"
+                if f"{link}_over_veth-segments" not in ratios
+                else f"**{ratios[f'{link}_over_veth-segments']['median']:.3f}** ("
+                + ", ".join(f"{r:.3f}" for r in ratios[f"{link}_over_veth-segments"]["each"])
+                + ")",
+                "n/a"
                 if links[link]["engine_cpu_s_per_gbit"] is None
                 else f"{links[link]['engine_cpu_s_per_gbit']:.3f}",
                 f"{links[link]['machine_cpu_s_per_gbit']:.3f}",
@@ -894,7 +964,7 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
                 else f"{links[link]['bytes_per_server_packet']:,.0f}",
                 _limits(links[link]["limits"]),
             ]
-            for link in ("engine", "engine-python", "veth")
+            for link in measured
         ],
     )  # fmt: skip
     md.add("<details><summary>Every try</summary>", "")
@@ -1157,7 +1227,10 @@ def main(argv: list[str] | None = None) -> int:
     with _scratch() as out:
         steps: list[Callable[[], Outcome]] = [
             lambda: run_json(
-                "impairment", [python, "bench/impairment.py", "--iperf3", "--refine", "2"], out, 600
+                "impairment",
+                [python, "bench/impairment.py", "--iperf3", "--sockperf", "--refine", "2"],
+                out,
+                900,
             ),
             lambda: run_json(
                 "throughput",

@@ -8,7 +8,12 @@ The same sender, iperf3 (``iperf3 -c 198.18.0.2 -t 5 -C cubic -J`` against a one
 * ``engine-python``: the same with ``[impairment] engine = "python"`` (the reference);
 * ``veth``: the same two namespaces joined by a plain veth pair, no engine
   (``lab.testbed.open_veth_testbed``: ``lab-`` names, 198.18.0.1 / 198.18.0.2, removed
-  on exit, error and SIGTERM), iperf3 through ``ip netns exec`` as ``lab exec`` does.
+  on exit, error and SIGTERM), iperf3 through ``ip netns exec`` as ``lab exec`` does;
+* ``veth-segments``: another plain veth pair with TCP segmentation offload turned off on
+  both ends (``ethtool -K <veth> tso off`` through pyroute2's ethtool), as the testbed's
+  TUN devices have it: the sending kernel then cuts its data into MTU-sized segments
+  before the link, and each crosses as its own packet, as every packet crosses the
+  engine. A plain veth pair passes the sender's super-packets (up to 64 KiB) whole.
 
 Each round measures every link once, seconds apart (the order alternates between
 rounds), so each round gives its own engine / veth ratio. Per try: iperf3's receiver
@@ -26,10 +31,11 @@ its send queue was empty (TCP_INFO ``notsent_bytes``: the sender was behind).
 ``--json PATH`` writes every figure; ``--testbeds-file PATH`` keeps the ids of the
 testbeds it has up, for whoever has to stop it.
 
-``--links engine`` leaves out the Python engine (veth is always measured).
+``--links engine,veth`` leaves out the Python engine and veth-segments (veth is always
+measured).
 
     sudo .venv/bin/python bench/throughput.py [--seconds 5] [--rounds 2] [--json PATH]
-        [--links engine,engine-python,veth]
+        [--links engine,engine-python,veth,veth-segments]
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pyroute2.ethtool import Ethtool
+
 from lab.exchanges._kernel import read_counters
 from lab.testbed import (
     SERVER_ADDRESS,
@@ -64,7 +72,14 @@ from lab.testbed import (
 
 LAB = str(Path(sys.executable).parent / "lab")
 PORT = 5201
-LINKS = ("engine", "engine-python", "veth")
+LINKS = ("engine", "engine-python", "veth", "veth-segments")
+#: the TCP segmentation offloads a TUN device has off unless told otherwise (TUNSETOFFLOAD)
+TSO_FEATURES = (
+    "tx-tcp-segmentation",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+    "tx-tcp6-segmentation",
+)
 ENGINE_OF = {"engine": "compiled", "engine-python": "python"}
 CONGESTION = "cubic"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -278,6 +293,21 @@ class Try:
     bytes_per_server_packet: float | None = None
 
 
+def tso_off(netns: str, interface: str) -> dict[str, bool]:
+    """Turn TCP segmentation offload off on ``interface``; its offloads as they end up."""
+    with _netns.inside(netns), contextlib.closing(Ethtool()) as ethtool:
+        features = ethtool.get_features(interface)
+        for name in TSO_FEATURES:
+            if name in features.features:
+                features.features[name].enable = False
+        ethtool.set_features(interface, features)
+        now = ethtool.get_features(interface).features
+    if on := [name for name in TSO_FEATURES if name in now and now[name].enable]:
+        raise RuntimeError(f"{netns} {interface}: could not turn off {on}")
+    watched = (*TSO_FEATURES, "generic-segmentation-offload", "generic-receive-offload")
+    return {name: bool(now[name].enable) for name in watched if name in now}
+
+
 def _limit(engine_cores: float | None, sender: float, receiver: float, machine: float) -> str:
     """The first saturated party: the engine, iperf3's sender, its receiver, the CPUs."""
     if engine_cores is not None and engine_cores >= SATURATED:
@@ -478,14 +508,17 @@ def summarize(
             "limits": [t.limit for t in mine],
         }
     ratios: dict[str, Any] = {}
-    for link in [m for m in measured if m != "veth"]:
+    pairs = [(link, "veth") for link in measured if link != "veth"]
+    if "veth-segments" in measured:
+        pairs += [(link, "veth-segments") for link in measured if link.startswith("engine")]
+    for link, reference in pairs:
         each = []
         for round_ in sorted({t.round for t in tries}):
             ours = [t for t in tries if t.round == round_ and t.link == link]
-            veth = [t for t in tries if t.round == round_ and t.link == "veth"]
-            if ours and veth and veth[0].gbit_s:
-                each.append(ours[0].gbit_s / veth[0].gbit_s)
-        ratios[f"{link}_over_veth"] = {"median": _median(each), "each": each}
+            theirs = [t for t in tries if t.round == round_ and t.link == reference]
+            if ours and theirs and theirs[0].gbit_s:
+                each.append(ours[0].gbit_s / theirs[0].gbit_s)
+        ratios[f"{link}_over_{reference}"] = {"median": _median(each), "each": each}
     return links, ratios
 
 
@@ -556,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         folder = Path(tmp)
         targets: dict[str, Target] = {}
-        for link in [m for m in measured if m != "veth"]:
+        offloads: dict[str, dict[str, bool]] = {}
+        for link in [m for m in measured if not m.startswith("veth")]:
             scenario = folder / f"{link}.toml"
             scenario.write_text(_scenario(f"bench-{link}", ENGINE_OF[link]))
             run_id = stack.enter_context(testbed_up(scenario, owned))
@@ -568,15 +602,19 @@ def main(argv: list[str] | None = None) -> int:
                 testbed=run_id,
                 server_ns=namespace_names(run_id)[1],
             )
-        veth = stack.enter_context(open_veth_testbed(CONGESTION))
-        targets["veth"] = Target(
-            "veth",
-            client=("ip", "netns", "exec", veth.client.netns),
-            server=("ip", "netns", "exec", veth.server.netns),
-            engine_pid=None,
-            testbed=veth.run_id,
-            server_ns=veth.server.netns,
-        )
+        for link in [m for m in measured if m.startswith("veth")]:
+            veth = stack.enter_context(open_veth_testbed(CONGESTION))
+            if link == "veth-segments":
+                for host in (veth.client, veth.server):
+                    offloads[host.role] = tso_off(host.netns, host.interface)
+            targets[link] = Target(
+                link,
+                client=("ip", "netns", "exec", veth.client.netns),
+                server=("ip", "netns", "exec", veth.server.netns),
+                engine_pid=None,
+                testbed=veth.run_id,
+                server_ns=veth.server.netns,
+            )
         print(f"TCP bulk, iperf3 -t {args.seconds} -C {CONGESTION}, {args.rounds} round(s)")
         for round_ in range(args.rounds):
             # alternating, the last round ending with the engine (the lab's bulk follows it)
@@ -620,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                     "saturated": SATURATED,
                     "lab_bulk_size": args.lab_bulk_size,
                     "cpus": os.cpu_count(),
+                    "veth_segments_offloads": offloads or None,
                 },
                 "iperf3": _iperf3_version(),
                 "tries": [asdict(t) for t in tries],
