@@ -1253,6 +1253,12 @@ static void lane_finished(lane_t *l) {
     }
 }
 
+/* The reader stays an ordinary thread. A SCHED_FIFO reader (the writer's budget, one
+ * priority below it) was measured against this one, 3 alternating runs of sockperf into
+ * a clean link (2026-12-02): with two spinning senders sharing 300k-400k pps it lost
+ * 0-11 % instead of 9-39 %, but with the one sender of the forwarding benchmark at
+ * 400k pps of 100 B it lost 3.7-16 % instead of 0-0.9 %: it preempts the sender it
+ * serves. */
 static void *reader_main(void *arg) {
     reader_t *r = arg;
     char name[16];
