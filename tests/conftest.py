@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lab.results import Run
 from lab.runner import RunOutcome
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +86,24 @@ def lab_run_json(scenario: Path, results: Path, timeout_s: float = 240) -> dict[
     return document
 
 
+def run_tables(scenario: Path, results: Path, *, render: bool = False) -> Run:
+    """The run ``lab run SCENARIO --json`` makes, in this process; report.html only with
+    ``render``.
+
+    For tests that read the run's folder: the CLI's own path (start-up, printing) costs
+    each run a second or two and the page a few more; the tests of the CLI check those.
+    The run must be complete, as the CLI's exit 0 says."""
+    from lab import load_run
+    from lab.runner import run_scenario
+    from lab.scenario import load_scenario
+
+    outcome = run_scenario(load_scenario(scenario), scenario, results, render=render)
+    assert outcome.complete, outcome.failed
+    run = load_run(outcome.path)
+    assert run.complete, run.meta
+    return run
+
+
 def run_body(directory: Path, body: str, name: str = "t") -> RunOutcome:
     """Write a scenario (name, description, then ``body``) and run it for real (root).
 
@@ -114,6 +133,24 @@ class UpTestbed:
     exec_prefix: list[str]
 
 
+def _wait_listening(netns: str, port: int, server: subprocess.Popen[bytes]) -> None:
+    """Until a TCP socket listens on ``port`` in ``netns`` (iperf3 -s is ready), 10 s at most.
+
+    Asked of the namespace's kernel (``ss``) rather than slept for: the server is up
+    in well under a second unless the machine is busy, and then a fixed sleep is short."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and server.poll() is None:
+        listening = subprocess.run(
+            ["ip", "netns", "exec", netns, "ss", "-Hltn", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        if listening.strip():
+            return
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def iperf3_testbed(scenario: Path, server_timeout_s: int = 30) -> Iterator[UpTestbed]:
     """`lab testbed up` the scenario, start iperf3's server in it; always stop both.
@@ -133,7 +170,7 @@ def iperf3_testbed(scenario: Path, server_timeout_s: int = 30) -> Iterator[UpTes
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(1.0)  # iperf3 -s listening
+        _wait_listening(f"lab-{run_id}-s", 5201, server)
         yield UpTestbed(run_id, up.stdout, exec_prefix)
     finally:
         server.kill()

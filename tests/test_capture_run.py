@@ -11,7 +11,7 @@ from lab.pcap import read_pcap
 from lab.results import load_run, pcap_path
 from lab.runner import RunOutcome, run_scenario
 from lab.scenario import load_scenario
-from tests.conftest import SCENARIOS, write_scenario
+from tests.conftest import QUICK_DRAIN, SCENARIOS, write_scenario
 
 pytestmark = pytest.mark.requires_root
 
@@ -21,7 +21,8 @@ SYN, ACK = 0x02, 0x10
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory: pytest.TempPathFactory) -> RunOutcome:
     path = SCENARIOS / "quickstart.toml"
-    return run_scenario(load_scenario(path), path, tmp_path_factory.mktemp("results"))
+    # these tests read the captures and tables, not report.html: no page to draw
+    return run_scenario(load_scenario(path), path, tmp_path_factory.mktemp("results"), render=False)
 
 
 def test_every_udp_datagram_the_client_sent_is_in_the_client_pcap(quickstart: RunOutcome) -> None:
@@ -59,9 +60,9 @@ def test_server_pcap_matches_what_the_engine_forwarded(tmp_path: Path) -> None:
         tmp_path,
         'name = "t"\ndescription = "t"\nprotocols = ["udp"]\nseed = 8\n'
         "[workload]\ncount = 3000\nrate = 3000\n"
-        "[impairment]\nloss = 10\nduplicate = 2\n",
+        "[impairment]\nloss = 10\nduplicate = 2\n" + QUICK_DRAIN,
     )
-    outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
+    outcome = run_scenario(load_scenario(path), path, tmp_path / "results", render=False)
     run = load_run(outcome.path)
     truth = run.table("impairment")
     c2s = truth[(truth["direction"] == "client_to_server") & (truth["ip_proto"] == 17)]

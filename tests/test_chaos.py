@@ -12,6 +12,7 @@ the exchanges, analysis, report and printing, and check what is left:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -137,8 +138,15 @@ def _name(signum: int) -> str:
     return "SIGTERM to the group" if signum == GROUP_TERM else signal.Signals(signum).name
 
 
+def _until(process: subprocess.Popen[str], delay: float) -> None:
+    """``delay`` seconds, or less if the command ends by itself first (then the signal,
+    sent only to a live process, is not sent at all: waiting longer changes nothing)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=delay)
+
+
 def _signal_after(process: subprocess.Popen[str], signum: int, delay: float) -> tuple[int, str]:
-    time.sleep(delay)
+    _until(process, delay)
     _send(process, signum)
     _, stderr = process.communicate(timeout=60)
     return process.returncode, stderr
@@ -198,7 +206,7 @@ def test_lab_testbed_up_under_signals(tmp_path: Path, attempt: int) -> None:
         text=True,
         start_new_session=True,
     )
-    time.sleep(delay)
+    _until(process, delay)
     _send(process, signum)
     _, stderr = process.communicate(timeout=60)
     code = process.returncode

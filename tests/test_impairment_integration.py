@@ -134,7 +134,7 @@ def test_rate_limit_queue_overflow_is_not_loss(tmp_path: Path) -> None:
     outcome = run_body(
         tmp_path,
         'protocols = ["udp"]\n[workload]\ncount = 1000\nsize = 1000\nrate = 500\n'
-        "[impairment]\nrate_bps = 2000000\nqueue_limit = 50\n",
+        "[impairment]\nrate_bps = 2000000\nqueue_limit = 50\n" + QUICK_DRAIN,
     )
     books = load_run(outcome.path).table("accounting").set_index("direction")
     c2s = books.loc["client_to_server"]

@@ -737,7 +737,7 @@ def test_real_lossy_run_is_explained(tmp_path: Path, no_leftover_namespaces: Non
     from tests.conftest import write_scenario
 
     path = write_scenario(tmp_path, LOSSY)
-    outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
+    outcome = run_scenario(load_scenario(path), path, tmp_path / "results", render=False)
     tables = analyze_run(outcome.path)
     summary = tables["explained_summary"].set_index(["protocol", "kind"])
     print("\n" + tables["explained_summary"].to_string())

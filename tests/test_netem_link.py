@@ -32,7 +32,7 @@ def test_veth_link_carries_both_protocols(
         'name = "v"\ndescription = "veth"\n[workload]\ncount = 300\nrate = 3000\n'
         '[impairment]\nbackend = "netem"\n',
     )
-    outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
+    outcome = run_scenario(load_scenario(path), path, tmp_path / "results", render=False)
     assert (outcome.summary["delivered"] == 300).all()
     run = load_run(outcome.path)
     captures = run.table("captures")

@@ -17,6 +17,7 @@ from lab.runner import run_scenario
 from lab.scenario import load_scenario
 from tests.conftest import (
     PROJECT_ROOT,
+    QUICK_DRAIN,
     SCENARIOS,
     iperf3_testbed,
     lab_namespaces,
@@ -198,7 +199,8 @@ def test_sweep_writes_one_row_per_cell_protocol_and_repetition(tmp_path: Path) -
     path = write_scenario(
         tmp_path,
         'name = "sw"\ndescription = "tiny sweep"\n[workload]\ncount = 200\nrate = 4000\n'
-        "[impairment]\ndelay_ms = 2\n[sweep]\nimpairment.loss = [0, 20]\nrepeat = 2\n",
+        "[impairment]\ndelay_ms = 2\n[sweep]\nimpairment.loss = [0, 20]\nrepeat = 2\n"
+        + QUICK_DRAIN,
     )
     done = _run_json(path, tmp_path / "results", timeout_s=300)
     assert done.returncode == 0, done.stderr
@@ -307,7 +309,7 @@ def test_programs_under_exec_use_the_scenarios_congestion_control(
         assert f"TCP over the link uses {algorithm}" in testbed.up_output
         client = subprocess.Popen(
             [*testbed.exec_prefix, "client", "--", "timeout", "15", "iperf3", "-c", "server",
-             "-t", "3", "-J"],
+             "-t", "1", "-J"],  # what is checked is named, not measured: 1 s is plenty
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip
@@ -333,7 +335,7 @@ def test_a_failed_exchange_keeps_the_other_protocols_results(tmp_path: Path) -> 
     path = write_scenario(
         tmp_path,
         'name = "dead"\nprotocols = ["tcp", "udp"]\n[workload]\ncount = 20\nrate = 100\n'
-        "[timeouts]\nconnect_s = 1.0\n[impairment]\nloss = 100\n",
+        "[timeouts]\nconnect_s = 1.0\ndrain_s = 1.0\n[impairment]\nloss = 100\n",
     )
     done = _run_json(path, tmp_path / "results", timeout_s=120)
     assert done.returncode == 1, done.stderr

@@ -25,7 +25,7 @@ import pytest
 
 from lab.errors import ScenarioError
 from lab.scenario import load_scenario
-from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, lab_run_json, write_scenario
+from tests.conftest import PROJECT_ROOT, QUICK_DRAIN, lab_run_json, run_tables, write_scenario
 from tests.sshd_hosts import SshdHosts, agent_pids, require_sshd, sshd_hosts
 
 LAB = [sys.executable, "-m", "lab"]
@@ -76,7 +76,7 @@ def test_a_two_host_run_gives_the_namespace_runs_tables(
     remote = write_scenario(tmp_path / "hosts", name + WORKLOAD + _hosts_table(two_hosts))
     local = write_scenario(tmp_path / "local", name + WORKLOAD + IMPAIRMENT)
     far = load_run(str(lab_run_json(remote, tmp_path / "r1")["results"]))
-    near = load_run(str(lab_run_json(local, tmp_path / "r2")["results"]))
+    near = run_tables(local, tmp_path / "r2")  # only its tables are read: no CLI, no page
 
     # the same engine, seed and packets: the same UDP messages lost, TCP loses none
     lost = {
@@ -224,7 +224,7 @@ def test_a_sweep_spreads_its_cells_over_host_pairs(
     scenario = write_scenario(
         tmp_path,
         'name = "spread"\nprotocols = ["udp"]\n[workload]\ncount = 600\nrate = 400\n'
-        "[sweep]\nworkload.size = [100, 200, 300]\n",
+        "[sweep]\nworkload.size = [100, 200, 300]\n" + QUICK_DRAIN,
     )
     done = subprocess.run(
         [*LAB, "run", str(scenario), "--results", str(tmp_path / "results"), "--json",

@@ -500,7 +500,7 @@ def test_lossy_run_agrees_with_tshark(tmp_path: Path, no_leftover_namespaces: No
     from tests.conftest import write_scenario
 
     path = write_scenario(tmp_path, LOSSY_TCP)
-    outcome = run_scenario(load_scenario(path), path, tmp_path / "results")
+    outcome = run_scenario(load_scenario(path), path, tmp_path / "results", render=False)
     tables = analyze_run(outcome.path)
     segs, stats = tables["tcp_segments"], tables["tcp_stats"].iloc[0]
     run = load_run(outcome.path)
