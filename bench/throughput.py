@@ -304,7 +304,7 @@ def tso_off(netns: str, interface: str) -> dict[str, bool]:
         now = ethtool.get_features(interface).features
     if on := [name for name in TSO_FEATURES if name in now and now[name].enable]:
         raise RuntimeError(f"{netns} {interface}: could not turn off {on}")
-    watched = (*TSO_FEATURES, "generic-segmentation-offload", "generic-receive-offload")
+    watched = (*TSO_FEATURES, "tx-generic-segmentation", "rx-gro")  # GSO, GRO: left as they are
     return {name: bool(now[name].enable) for name in watched if name in now}
 
 
