@@ -172,17 +172,9 @@ def spawn_remote(
     stream = host.start_agent(budget_s if budget_s is not None else agent_budget_s(settings))
     try:
         stream.send({"op": "run", "protocol": protocol, "role": role, "settings": encode(settings)})
-        if not stream.poll(AGENT_START_S):
-            raise HostError(f"{host}: the {role} agent did not start within {AGENT_START_S:g} s")
-        try:
-            reply = stream.receive()
-        except EOFError:
-            raise stream.failure() from None
-        if reply["op"] == "error":
-            raise HostError(f"{host}: the agent refused the {role}: {one_line(reply.get('error'))}")
-        pid = reply.get("pid")
-        if reply["op"] != "started" or type(pid) is not int:
-            raise HostError(f"{host}: the {role} agent answered {reply['op']!r}, not 'started'")
+        pid = _reply(stream, host, f"the {role} agent", "started").get("pid")
+        if type(pid) is not int:
+            raise HostError(f"{host}: the {role} agent started without a process id")
     except BaseException:
         stream.close()
         raise
@@ -195,7 +187,7 @@ def _reply(stream: AgentStream, host: RemoteHost, what: str, expected: str) -> d
     """The agent's next answer, which must be ``expected``; its refusal or silence (after
     :data:`AGENT_START_S`) as a one-line HostError naming ``what`` asked."""
     if not stream.poll(AGENT_START_S):
-        raise HostError(f"{host}: {what} did not answer")
+        raise HostError(f"{host}: {what} did not answer within {AGENT_START_S:g} s")
     try:
         reply = stream.receive()
     except EOFError:
