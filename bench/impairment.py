@@ -19,7 +19,10 @@ With ``--sockperf`` the same search runs with sockperf as a C sender (``sockperf
 throughput -m <size - 28> --mps <rate>``, 100- and 1400-byte IP packets, to the same unread
 socket), first one process, then two side by side sharing the rate (100 B): on a veth
 pair the receiving stack runs inside the sender's own send calls, so one sender's CPU is
-veth's limit, and two show what the link itself carries.
+veth's limit, and two show what the link itself carries. The same sockperf searches then
+run over the TUN floor (``bench/_floor.py``: the engine's two TUN devices forwarded by
+``bench/tun_floor.c``, a read and a write per packet, nothing decided), so each compiled
+engine figure also has a ratio to what the TUN design itself allows.
 
 With ``--iperf3`` the same search runs with iperf3 as a C sender (``iperf3 -u -l 64``
 and ``-l 1400``: 92- and 1428-byte IP packets) through ``ip netns exec``: a one-off
@@ -73,6 +76,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _floor import LINK as FLOOR
+from _floor import compile_floor, running_floor
 
 from lab.exchanges._kernel import read_counters
 from lab.impairment.differential import run_all as run_differential
@@ -594,6 +599,7 @@ def _comparisons(
         if found is None or veth is None:
             continue
         ratio = found.best_pps / veth.best_pps if veth.best_pps else float("nan")
+        floor = by_key.get((sender, FLOOR, size))
         rows.append(
             {
                 "engine": engine,
@@ -605,6 +611,13 @@ def _comparisons(
                 "veth_pps": veth.best_pps,
                 "veth_stopped_by": veth.stopped_by,
                 "ratio": ratio,
+                # the TUN floor (sockperf only): what any TUN forwarder reaches here
+                "floor_pps": floor.best_pps if floor else None,
+                "floor_stopped_by": floor.stopped_by if floor else None,
+                "floor_cpu_s_per_mpkt": floor.cpu_s_per_mpkt if floor else None,
+                "ratio_to_floor": found.best_pps / floor.best_pps
+                if floor and floor.best_pps
+                else None,
             }
         )
     return rows
@@ -681,8 +694,31 @@ def main() -> None:
     refine = max(0, args.refine)
     searches: list[Search] = []
 
+    def run_sockperf(link: Link, name: str, pid: int | None) -> None:
+        nonlocal sockperf_error
+        if not use_sockperf or sockperf_error is not None:
+            return
+        plans = [(size, 1, SOCKPERF_RATES) for size in SIZES]
+        plans.append((SIZES[0], 2, SOCKPERF_PAIR_RATES))
+        try:
+            for size, senders, ladder in plans:
+                sockperf_step = functools.partial(measure_sockperf, link, size, senders)
+                searches.append(
+                    search_rate(
+                        functools.partial(_with_cpu, pid, sockperf_step),
+                        ladder,
+                        refine,
+                        sender="sockperf" if senders == 1 else f"sockperf-x{senders}",
+                        link=name,
+                        size=size,
+                    )
+                )
+        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+            sockperf_error = f"{type(e).__name__}: {e}"
+            print(f"  sockperf skipped: {sockperf_error}", flush=True)
+
     def run_all(link: Link, name: str, pid: int | None) -> None:
-        nonlocal iperf3_error, sockperf_error
+        nonlocal iperf3_error
         for size in SIZES:
             searches.append(
                 search_rate(
@@ -694,26 +730,9 @@ def main() -> None:
                     size=size,
                 )
             )
-        if use_sockperf and sockperf_error is None and name != ENGINE_LINK["python"]:
+        if name != ENGINE_LINK["python"]:
             # the compiled engine and veth only: the Python engine is far below one sender
-            plans = [(size, 1, SOCKPERF_RATES) for size in SIZES]
-            plans.append((SIZES[0], 2, SOCKPERF_PAIR_RATES))
-            try:
-                for size, senders, ladder in plans:
-                    sockperf_step = functools.partial(measure_sockperf, link, size, senders)
-                    searches.append(
-                        search_rate(
-                            functools.partial(_with_cpu, pid, sockperf_step),
-                            ladder,
-                            refine,
-                            sender="sockperf" if senders == 1 else f"sockperf-x{senders}",
-                            link=name,
-                            size=size,
-                        )
-                    )
-            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
-                sockperf_error = f"{type(e).__name__}: {e}"
-                print(f"  sockperf skipped: {sockperf_error}", flush=True)
+            run_sockperf(link, name, pid)
         if use_iperf3 and iperf3_error is None:
             try:
                 for length in IPERF3_LENGTHS:
@@ -748,6 +767,16 @@ def main() -> None:
             sink = _sink(link.server_ns, link.server_address)
             run_all(link, "veth", None)
             sink.close()
+    if args.only != "delay" and use_sockperf and sockperf_error is None:
+        # the TUN floor with the C sender only: what the TUN design allows (bench/_floor.py)
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            running_floor(compile_floor(Path(folder))) as (testbed, floor_pid),
+        ):
+            link = Link.of(testbed)
+            sink = _sink(link.server_ns, link.server_address)
+            run_sockperf(link, FLOOR, floor_pid)
+            sink.close()
     probe_error: str | None = None
     probe_folder = contextlib.ExitStack()
     try:
@@ -774,7 +803,7 @@ def main() -> None:
     print("\nforwarding rate at <= 0.1 % self-loss (UDP)")
     print(
         f"{'engine':<9} {'sender':<11} {'size':>6} {'engine pps':>12} {'veth pps':>12}"
-        f" {'ratio':>7} {'CPU s/Mpkt':>11}  veth limit"
+        f" {'ratio':>7} {'CPU s/Mpkt':>11}  veth limit  {'TUN floor':>10} {'/ floor':>7}"
     )
     for engine in engines:
         for row in forwarding[engine]:
@@ -782,7 +811,12 @@ def main() -> None:
             print(
                 f"{engine:<9} {row['sender']:<11} {row['size']:>5}B {row['engine_pps']:>12.0f}"
                 f" {row['veth_pps']:>12.0f} {row['ratio']:>7.2f}"
-                f" {'-' if cpu is None else f'{cpu:.2f}':>11}  {row['veth_stopped_by']}"
+                f" {'-' if cpu is None else f'{cpu:.2f}':>11}  {row['veth_stopped_by']:<10}"
+                + (
+                    f"  {row['floor_pps']:>10.0f} {row['ratio_to_floor']:>7.2f}"
+                    if row["ratio_to_floor"] is not None
+                    else ""
+                )
             )
     if iperf3_error:
         print(f"iperf3: {iperf3_error}")

@@ -397,7 +397,7 @@ class Report:
 
 
 ENGINE_OF_LINK = {"engine": "compiled", "engine-python": "python"}
-LINK_ORDER = ("engine", "engine-python", "veth", "veth-segments")
+LINK_ORDER = ("engine", "engine-python", "tun-floor", "veth", "veth-segments")
 
 
 def _sender_name(row: JSON) -> str:
@@ -504,6 +504,7 @@ def _lateness_groups(imp: JSON) -> dict[tuple[str, int], list[JSON]]:
 def _limit_text(limit: str) -> str:
     return {
         "engine": "the engine (>= 0.9 CPU)",
+        "forwarder": "the floor's forwarder (>= 0.9 CPU)",
         "sender": "the sender (iperf3 client >= 90 % of a CPU)",
         "receiver": "the receiver (iperf3 server >= 90 % of a CPU)",
         "machine": "the machine's CPUs (>= 90 % busy, other work included)",
@@ -531,7 +532,8 @@ def _render_summary(md: Markdown, report: Report) -> None:
                 f"**{_ratio_text(row)}** ({_bound(row['engine_stopped_by'])}"
                 f"{_pps(row['engine_pps'])} vs {_bound(row['veth_stopped_by'])}"
                 f"{_pps(row['veth_pps'])} pps); engine CPU"
-                f" {_cpu_mpkt(row['engine_cpu_s_per_mpkt'])} per million packets",
+                f" {_cpu_mpkt(row['engine_cpu_s_per_mpkt'])} per million packets"
+                + _floor_text(row),
             ]
         )
     if imp.get("iperf3_error"):
@@ -595,6 +597,23 @@ def _render_summary(md: Markdown, report: Report) -> None:
                 f" {links['veth-segments']['gbit_s']:.2f} Gbit/s, medians); limited by"
                 f" {_limits(links[link]['limits'])} /"
                 f" {_limits(links['veth-segments']['limits'])} (this link / veth-segments)",
+            ]
+        )
+    if floor := ratios.get("engine_over_tun-floor"):
+        rows.append(
+            [
+                "TCP bulk through the compiled engine vs the TUN floor (the same two TUN"
+                " devices, forwarded by `bench/tun_floor.c`: a read and a write per packet,"
+                f" nothing decided; iperf3, cubic, {seconds} s), median of"
+                f" {len(floor['each'])} same-round ratios",
+                f"**{floor['median']:.3f}** ({links['engine']['gbit_s']:.2f} vs"
+                f" {links['tun-floor']['gbit_s']:.2f} Gbit/s, medians); the floor itself is"
+                f" {ratios['tun-floor_over_veth']['median']:.3f} of plain veth"
+                + (
+                    f" and {ratios['tun-floor_over_veth-segments']['median']:.3f} of veth-segments"
+                    if "tun-floor_over_veth-segments" in ratios
+                    else ""
+                ),
             ]
         )
     rows.append(
@@ -701,6 +720,27 @@ def _render_summary(md: Markdown, report: Report) -> None:
     md.table(["comparison", "this run"], rows)
 
 
+def _floor_text(row: JSON) -> str:
+    """The row's TUN floor and the engine's ratio to it, when the floor was measured."""
+    if row.get("ratio_to_floor") is None:
+        return ""
+    ratio = _qualified(
+        row["ratio_to_floor"],
+        row["engine_stopped_by"] == "loss",
+        row["floor_stopped_by"] == "loss",
+    )
+    floor_over_veth = _qualified(
+        row["floor_pps"] / row["veth_pps"] if row["veth_pps"] else float("nan"),
+        row["floor_stopped_by"] == "loss",
+        row["veth_stopped_by"] == "loss",
+    )
+    return (
+        f"; the TUN floor (`bench/tun_floor.c`) {_bound(row['floor_stopped_by'])}"
+        f"{_pps(row['floor_pps'])} pps, engine / floor **{ratio}**, floor / veth"
+        f" {floor_over_veth}"
+    )
+
+
 def _render_impairment(md: Markdown, outcome: Outcome) -> None:
     imp = outcome.data
     s = imp["settings"]
@@ -733,7 +773,13 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
             " ratio compares the engine with it. Two senders use both CPUs and show what the"
             " veth link itself carries; through the engine the two senders compete with the"
             " engine's threads for the same two CPUs. The Python engine is not measured with"
-            " sockperf."
+            " sockperf. The same sockperf searches also run over the *TUN floor*: the"
+            " engine's own link, the same two TUN devices (`lab.testbed.open_tun_testbed`),"
+            " forwarded instead by `bench/tun_floor.c`, one thread per direction doing a"
+            " blocking read of one device and a write of the same bytes to the other: no"
+            " model, no clock, no queue, no record. It is what any forwarder between two TUN"
+            " devices reaches on this machine before it decides anything, so *engine / floor*"
+            " is the engine's own cost, and *floor / veth* the cost of the TUN design."
         )
     if s.get("iperf3_rates"):
         lengths = s.get("iperf3_lengths") or [s.get("iperf3_length", 64)]
@@ -766,6 +812,8 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
             "plain veth pps",
             "stopped by",
             "engine / veth",
+            "TUN floor pps",
+            "engine / floor",
         ],
         [
             [
@@ -778,6 +826,18 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
                 _bound(row["veth_stopped_by"]) + _pps(row["veth_pps"]),
                 row["veth_stopped_by"],
                 f"**{_ratio_text(row)}**",
+                "n/a"
+                if row.get("floor_pps") is None
+                else _bound(row["floor_stopped_by"]) + _pps(row["floor_pps"]),
+                "n/a"
+                if row.get("ratio_to_floor") is None
+                else "**"
+                + _qualified(
+                    row["ratio_to_floor"],
+                    row["engine_stopped_by"] == "loss",
+                    row["floor_stopped_by"] == "loss",
+                )
+                + "**",
             ]
             for row in _forwarding_rows(imp)
         ],
@@ -940,6 +1000,17 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
             if "veth-segments" in links
             else ""
         )
+        + (
+            "; *tun-floor*, the engine's link (the same two TUN devices, built by"
+            " `lab.testbed.open_tun_testbed`) forwarded instead by `bench/tun_floor.c`, one"
+            " thread per direction doing a blocking read of one device and a write of the"
+            " same bytes to the other: no model, no clock, no queue, no record. It is what"
+            " the TUN design allows before the engine decides anything, so *ratio to"
+            " tun-floor* is the engine's own cost and its ratio to veth is the ceiling of"
+            " any forwarder that sees every segment through TUN devices"
+            if "tun-floor" in links
+            else ""
+        )
         + f". {st['rounds']} rounds; each round measures every link once, seconds"
         " apart (the order alternates), so each ratio below is of two tries of the same"
         " round, and the headline is the median of those ratios. CPU is taken over the"
@@ -951,6 +1022,7 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
     )
     md.para(
         "*Limit* names the first party that was saturated over the transfer: the engine"
+        " or the floor's forwarder, both *forwarder* in the CPU columns"
         f" (>= {st['saturated']:g} CPU), iperf3's sender or receiver (>="
         f" {st['saturated'] * 100:.0f} % of a CPU by iperf3's own count), or the machine (>="
         f" {st['saturated'] * 100:.0f} % of its {st['cpus']} CPUs busy, other work included):"
@@ -962,7 +1034,8 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
     )
     md.table(
         ["link", "Gbit/s (median)", "each round", "ratio to veth (median, each round)",
-         "ratio to veth-segments", "engine CPU s / Gbit", "machine CPU s / Gbit",
+         "ratio to veth-segments", "ratio to tun-floor", "forwarder CPU s / Gbit",
+         "machine CPU s / Gbit",
          "bytes per IP packet", "limit"],
         [
             [
@@ -980,6 +1053,11 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
                 + ", ".join(f"{r:.3f}" for r in ratios[f"{link}_over_veth-segments"]["each"])
                 + ")",
                 "n/a"
+                if f"{link}_over_tun-floor" not in ratios
+                else f"**{ratios[f'{link}_over_tun-floor']['median']:.3f}** ("
+                + ", ".join(f"{r:.3f}" for r in ratios[f"{link}_over_tun-floor"]["each"])
+                + ")",
+                "n/a"
                 if links[link]["engine_cpu_s_per_gbit"] is None
                 else f"{links[link]['engine_cpu_s_per_gbit']:.3f}",
                 f"{links[link]['machine_cpu_s_per_gbit']:.3f}",
@@ -994,7 +1072,7 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
     md.add("<details><summary>Every try</summary>", "")
     md.table(
         ["round", "link", "Gbit/s", "retransmits", "iperf3 CPU sender / receiver",
-         "engine CPU s", "machine CPU s", "window", "others", "limit"],
+         "forwarder CPU s", "machine CPU s", "window", "others", "limit"],
         [
             [
                 str(t["round"] + 1),

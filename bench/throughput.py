@@ -1,11 +1,15 @@
 """TCP bulk throughput: iperf3 through the lab's testbed vs a plain veth link (run as root).
 
 The same sender, iperf3 (``iperf3 -c 198.18.0.2 -t 5 -C cubic -J`` against a one-off
-``iperf3 -s -1``), over three links kept up side by side for the whole run:
+``iperf3 -s -1``), over five links kept up side by side for the whole run:
 
 * ``engine``: ``lab testbed up`` of a clean scenario (no impairment, the compiled engine,
   the default), both iperf3 ends started with ``lab exec``;
 * ``engine-python``: the same with ``[impairment] engine = "python"`` (the reference);
+* ``tun-floor``: the engine's link, the same two TUN devices, forwarded instead by
+  ``bench/tun_floor.c`` (``bench/_floor.py``): one thread per direction, a blocking read
+  and a write per packet, nothing decided or recorded. What any forwarder that sees every
+  segment through TUN devices can reach on this machine, before it decides anything;
 * ``veth``: the same two namespaces joined by a plain veth pair, no engine
   (``lab.testbed.open_veth_testbed``: ``lab-`` names, 198.18.0.1 / 198.18.0.2, removed
   on exit, error and SIGTERM), iperf3 through ``ip netns exec`` as ``lab exec`` does;
@@ -31,11 +35,11 @@ its send queue was empty (TCP_INFO ``notsent_bytes``: the sender was behind).
 ``--json PATH`` writes every figure; ``--testbeds-file PATH`` keeps the ids of the
 testbeds it has up, for whoever has to stop it.
 
-``--links engine,veth`` leaves out the Python engine and veth-segments (veth is always
-measured).
+``--links engine,veth`` leaves out the Python engine, the TUN floor and veth-segments
+(veth is always measured).
 
     sudo .venv/bin/python bench/throughput.py [--seconds 5] [--rounds 2] [--json PATH]
-        [--links engine,engine-python,veth,veth-segments]
+        [--links engine,engine-python,tun-floor,veth,veth-segments]
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from _floor import LINK as FLOOR
+from _floor import compile_floor, running_floor
 from pyroute2.ethtool import Ethtool
 
 from lab.exchanges._kernel import read_counters
@@ -72,7 +78,7 @@ from lab.testbed import (
 
 LAB = str(Path(sys.executable).parent / "lab")
 PORT = 5201
-LINKS = ("engine", "engine-python", "veth", "veth-segments")
+LINKS = ("engine", "engine-python", FLOOR, "veth", "veth-segments")
 #: the TCP segmentation offloads a TUN device has off unless told otherwise (TUNSETOFFLOAD)
 TSO_FEATURES = (
     "tx-tcp-segmentation",
@@ -215,6 +221,21 @@ def testbed_up(scenario: Path, owned: Owned) -> Iterator[str]:
         _testbed_down(run_id, owned)
 
 
+@contextlib.contextmanager
+def tun_floor(folder: Path) -> Iterator[Target]:
+    """The engine's TUN link with ``tun_floor.c`` forwarding instead of the engine: one
+    thread per direction, a read and a write per packet, nothing decided or recorded."""
+    with running_floor(compile_floor(folder), CONGESTION) as (testbed, pid):
+        yield Target(
+            FLOOR,
+            client=("ip", "netns", "exec", testbed.client.netns),
+            server=("ip", "netns", "exec", testbed.server.netns),
+            engine_pid=pid,
+            testbed=testbed.run_id,
+            server_ns=testbed.server.netns,
+        )
+
+
 def _engine_pid(run_id: str) -> int:
     for state in read_states():
         if state.get("run_id") == run_id and isinstance(state.get("engine_pid"), int):
@@ -308,10 +329,17 @@ def tso_off(netns: str, interface: str) -> dict[str, bool]:
     return {name: bool(now[name].enable) for name in watched if name in now}
 
 
-def _limit(engine_cores: float | None, sender: float, receiver: float, machine: float) -> str:
-    """The first saturated party: the engine, iperf3's sender, its receiver, the CPUs."""
+def _limit(
+    engine_cores: float | None,
+    sender: float,
+    receiver: float,
+    machine: float,
+    forwarder: str = "engine",
+) -> str:
+    """The first saturated party: the forwarder (the engine or the TUN floor's), iperf3's
+    sender, its receiver, the CPUs."""
     if engine_cores is not None and engine_cores >= SATURATED:
-        return "engine"
+        return forwarder
     if sender >= SATURATED:
         return "sender"
     if receiver >= SATURATED:
@@ -433,6 +461,7 @@ def _try(
             sender_pct / 100,
             receiver_pct / 100,
             machine_cpu / window if window else 0.0,
+            forwarder="forwarder" if target.link == FLOOR else "engine",
         ),
     )
 
@@ -510,7 +539,13 @@ def summarize(
     ratios: dict[str, Any] = {}
     pairs = [(link, "veth") for link in measured if link != "veth"]
     if "veth-segments" in measured:
-        pairs += [(link, "veth-segments") for link in measured if link.startswith("engine")]
+        pairs += [
+            (link, "veth-segments")
+            for link in measured
+            if link.startswith("engine") or link == FLOOR
+        ]
+    if FLOOR in measured:
+        pairs += [(link, FLOOR) for link in measured if link.startswith("engine")]
     for link, reference in pairs:
         each = []
         for round_ in sorted({t.round for t in tries}):
@@ -526,7 +561,7 @@ def _print_try(t: Try) -> None:
     engine = "" if t.engine_cpu_s_per_gbit is None else f"{t.engine_cpu_s_per_gbit:.3f}"
     print(
         f"  round {t.round + 1} {t.link:<14} {t.gbit_s:7.3f} Gbit/s  retr {t.retransmits}"
-        f"  engine {engine or '-':>6} CPU s/Gbit  machine {t.machine_cpu_s_per_gbit:.3f}"
+        f"  forwarder {engine or '-':>6} CPU s/Gbit  machine {t.machine_cpu_s_per_gbit:.3f}"
         f" CPU s/Gbit  iperf3 CPU {t.sender_cpu_pct:.0f} % / {t.receiver_cpu_pct:.0f} %"
         f"  {t.bytes_per_server_packet or 0:,.0f} B/packet"
         f"  background {t.background_cpus:.2f} CPUs  limit: {t.limit}",
@@ -590,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         targets: dict[str, Target] = {}
         offloads: dict[str, dict[str, bool]] = {}
-        for link in [m for m in measured if not m.startswith("veth")]:
+        for link in [m for m in measured if m.startswith("engine")]:
             scenario = folder / f"{link}.toml"
             scenario.write_text(_scenario(f"bench-{link}", ENGINE_OF[link]))
             run_id = stack.enter_context(testbed_up(scenario, owned))
@@ -602,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
                 testbed=run_id,
                 server_ns=namespace_names(run_id)[1],
             )
+        if FLOOR in measured:
+            targets[FLOOR] = stack.enter_context(tun_floor(folder))
         for link in [m for m in measured if m.startswith("veth")]:
             veth = stack.enter_context(open_veth_testbed(CONGESTION))
             if link == "veth-segments":

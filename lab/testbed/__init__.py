@@ -27,6 +27,7 @@ from lab.testbed._build import (
     choose_backend,
     new_run_id,
     open_testbed,
+    open_tun_testbed,
     open_veth_testbed,
     route_congestion_control,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "namespace_names",
     "new_run_id",
     "open_testbed",
+    "open_tun_testbed",
     "open_veth_testbed",
     "persistent_testbeds",
     "read_states",

@@ -375,3 +375,31 @@ def open_veth_testbed(
         yield testbed
     finally:
         testbed.close()
+
+
+@contextlib.contextmanager
+def open_tun_testbed(
+    congestion_control: str = "cubic", *, run_id: str | None = None
+) -> Iterator[tuple[Testbed, int, int]]:
+    """A testbed whose link is the engine's two TUN devices with no engine behind them.
+
+    Yields the testbed and the client's and server's TUN fds (non-blocking, closed on
+    exit) for a forwarder of the caller's own: benchmarks measure what the TUN design
+    costs before the engine decides anything. Same hosts, addresses and clean-up as any
+    testbed; the caller stops its forwarder before the body ends.
+    """
+    _netns.require_root()
+    started = time.perf_counter()
+    testbed = _register(run_id or new_run_id(), "tun", congestion_control, persistent=False)
+    fds: list[int] = []
+    try:
+        for host in (testbed.client, testbed.server):
+            _netns.create(host.netns)
+            fds.append(_tun.open_tun(host.netns, host.interface))
+        _configure_hosts(testbed)
+        testbed.setup_s = time.perf_counter() - started
+        yield testbed, fds[0], fds[1]
+    finally:
+        for fd in fds:
+            os.close(fd)
+        testbed.close()
