@@ -14,6 +14,7 @@ from lab.analysis.context import (
     engine_figures,
     sending_figures,
 )
+from lab.analysis.impairment import impairment_by_protocol
 
 MS = 1_000_000
 T0 = 1_796_177_413_000_000_000
@@ -96,3 +97,36 @@ def test_engine_figures_sum_both_directions() -> None:
     assert figures.loc["udp", "engine_reorder_pct"] == pytest.approx(9.7)
     assert figures.loc["udp", "engine_duplicate_pct"] == pytest.approx(1.0)
     assert engine_figures(by_protocol.iloc[0:0]).empty
+    assert figures["engine_late_p99_ms"].isna().all(), "tables from before lateness: unknown"
+
+
+def test_lateness_is_write_end_minus_schedule_of_forwarded_packets_only() -> None:
+    """100 UDP packets scheduled 20 ms after arrival whose writes ended 10 us late, but
+    every tenth 3 ms late; a dropped packet (never written) counts for nothing; the
+    echoes came back 50 us late. p50 and p99 are RFC 2330's (no interpolation)."""
+    late_us = [3000 if k % 10 == 9 else 10 for k in range(100)]
+    t_in = [T0 + k * MS for k in range(100)]
+    scheduled = [t + 20 * MS for t in t_in]
+    truth = pd.DataFrame(
+        {
+            "direction": ["client_to_server"] * 101 + ["server_to_client"] * 2,
+            "ip_proto": 17,
+            "src_port": [50_000] * 101 + [7] * 2,
+            "dst_port": [7] * 101 + [50_000] * 2,
+            "fate": ["forwarded"] * 100 + ["dropped-loss"] + ["forwarded"] * 2,
+            "t_in_ns": [*t_in, T0, T0, T0],
+            "scheduled_ns": [*scheduled, T0 + 20 * MS, T0, T0],
+            "t_out_ns": [s + u * 1000 for s, u in zip(scheduled, late_us, strict=True)]
+            + [-1, T0 + 50_000, T0 + 50_000],
+            "duplicated": False,
+            "corrupted": False,
+            "reordered": False,
+        }
+    )
+    exchanges = pd.DataFrame({"protocol": ["udp"], "server_port": [7]})
+    table = impairment_by_protocol(truth, exchanges).set_index("direction")
+    assert table.loc["client_to_server", "late_p50_ms"] == pytest.approx(0.010)
+    assert table.loc["client_to_server", "late_p99_ms"] == pytest.approx(3.0)
+    assert table.loc["server_to_client", "late_p99_ms"] == pytest.approx(0.050)
+    figures = engine_figures(table.reset_index()).set_index("protocol")
+    assert figures.loc["udp", "engine_late_p99_ms"] == pytest.approx(3.0), "the worse direction"

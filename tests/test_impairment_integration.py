@@ -61,6 +61,7 @@ def test_delay_20ms_gives_udp_one_way_p50_between_20_and_21ms(tmp_path: Path) ->
         )
         row = summary_row(outcome, "udp")
         assert row["delivered"] == 2000
+        assert 0 <= row["engine_late_p99_ms"] < math.inf, "the engine never writes early"
         _accounting_closes(outcome)
         medians.append(float(row["owd_p50_ms"]))
         if 20.0 <= medians[-1] <= 21.0:

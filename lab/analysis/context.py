@@ -38,6 +38,7 @@ ENGINE_COLUMNS = (
     "engine_reorder_pct",
     "engine_duplicate_pct",
     "engine_corrupt_pct",
+    "engine_late_p99_ms",
 )
 FIRST_TX_COLUMNS = ("protocol", "seq", "t_first_tx_ns")
 
@@ -117,6 +118,8 @@ def engine_figures(by_protocol: pd.DataFrame) -> pd.DataFrame:
     duplicated, corrupted, reordered per protocol and direction). Loss counts random
     loss and queue overflow; reorder counts packets the engine sent ahead of their
     turn (netem's reorder), not the RFC 4737 count the receiver sees.
+    ``engine_late_p99_ms``: the worse direction's ``late_p99_ms``, how late the engine's
+    writes ended against its own schedule (NaN for tables written before it existed).
     """
     if by_protocol.empty:
         return pd.DataFrame(columns=list(ENGINE_COLUMNS))
@@ -124,6 +127,10 @@ def engine_figures(by_protocol: pd.DataFrame) -> pd.DataFrame:
         ["packets", "dropped_loss", "dropped_queue", "duplicated", "corrupted", "reordered"]
     ].sum()
     packets = sums["packets"].astype(np.float64).replace(0.0, np.nan)
+    if "late_p99_ms" in by_protocol:
+        late = by_protocol.groupby("protocol", sort=False)["late_p99_ms"].max()
+    else:
+        late = pd.Series(np.nan, index=sums.index)
     return pd.DataFrame(
         {
             "protocol": sums.index.astype(str),
@@ -134,6 +141,7 @@ def engine_figures(by_protocol: pd.DataFrame) -> pd.DataFrame:
             "engine_reorder_pct": (100.0 * sums["reordered"] / packets).to_numpy(),
             "engine_duplicate_pct": (100.0 * sums["duplicated"] / packets).to_numpy(),
             "engine_corrupt_pct": (100.0 * sums["corrupted"] / packets).to_numpy(),
+            "engine_late_p99_ms": late.reindex(sums.index).astype(np.float64).to_numpy(),
         },
         columns=list(ENGINE_COLUMNS),
     )

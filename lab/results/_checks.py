@@ -299,15 +299,20 @@ TABLES: dict[str, TableSpec] = {
         per="one per protocol and direction",
         required={"protocol": PROTOCOL, "direction": DIRECTION},
         optional={
-            name: COUNT
-            for name in (
-                "packets",
-                "dropped_loss",
-                "dropped_queue",
-                "duplicated",
-                "corrupted",
-                "reordered",
-            )
+            **{
+                name: COUNT
+                for name in (
+                    "packets",
+                    "dropped_loss",
+                    "dropped_queue",
+                    "duplicated",
+                    "corrupted",
+                    "reordered",
+                )
+            },
+            # a write can end before the schedule only by a clock step: kept as measured
+            "late_p50_ms": NUMBER,
+            "late_p99_ms": NUMBER,
         },
     ),
     "captures": TableSpec(
