@@ -11,7 +11,9 @@ congestion control pinned. A state file under ``/run/protolab`` names everything
 testbed owns so ``lab cleanup`` can remove leftovers of a killed run, and only those.
 
 A run builds its testbed with :func:`open_testbed`, which always tears it down; ``lab
-testbed up`` keeps one with :func:`build_persistent` until :func:`destroy`. Inside:
+testbed up`` keeps one with :func:`build_persistent` until :func:`destroy`. Benchmarks and
+tests measure the engine against :func:`open_veth_testbed` (a plain veth pair) and
+:func:`open_tun_testbed` (the same TUN devices with a forwarder of their own). Inside:
 ``_build`` (hosts, link, routes, congestion control), ``_state`` (the state files),
 ``_persistent`` (testbeds that outlive the command), ``_cleanup`` (teardown and
 leftovers), ``_netns`` and ``_tun`` (namespaces and TUN devices).
