@@ -10,8 +10,11 @@ import pytest
 
 from lab.analysis.context import (
     FIRST_TX_COLUMNS,
+    LATE_ALARM_MS,
     datagram_first_transmissions,
     engine_figures,
+    late_message,
+    late_protocols,
     sending_figures,
 )
 from lab.analysis.impairment import impairment_by_protocol
@@ -130,3 +133,16 @@ def test_lateness_is_write_end_minus_schedule_of_forwarded_packets_only() -> Non
     assert table.loc["server_to_client", "late_p99_ms"] == pytest.approx(0.050)
     figures = engine_figures(table.reset_index()).set_index("protocol")
     assert figures.loc["udp", "engine_late_p99_ms"] == pytest.approx(3.0), "the worse direction"
+
+
+def test_the_schedule_alarm_starts_at_its_threshold_and_ignores_unknown_lateness() -> None:
+    summary = pd.DataFrame(
+        {
+            "protocol": ["tcp", "udp", "raw"],
+            "engine_late_p99_ms": [LATE_ALARM_MS - 0.001, LATE_ALARM_MS, np.nan],
+        }
+    )
+    assert late_protocols(summary) == {"udp": LATE_ALARM_MS}
+    assert late_protocols(summary.drop(columns="engine_late_p99_ms")) == {}, "netem: no record"
+    assert late_message({}) == ""
+    assert "udp 1.0 ms (p99)" in late_message(late_protocols(summary))

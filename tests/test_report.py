@@ -253,6 +253,21 @@ def test_report_is_one_self_contained_file(tmp_path: Path) -> None:
     assert "INCOMPLETE RUN" not in html and 'class="banner"' not in html
 
 
+def test_a_host_that_did_not_keep_the_schedule_is_named_beside_the_figures(
+    tmp_path: Path,
+) -> None:
+    folder = make_run(tmp_path / "late")
+    summary = pd.read_csv(folder / "summary.csv")
+    summary["engine_late_p99_ms"] = [0.09, 0.99]  # tcp, udp: both kept it
+    summary.to_csv(folder / "summary.csv", index=False)
+    assert "did not keep the link" not in render_report(folder).read_text()
+    summary["engine_late_p99_ms"] = [0.09, 11.7]  # the guest stalled during udp
+    summary.to_csv(folder / "summary.csv", index=False)
+    html = render_report(folder).read_text()
+    assert '<p class="note">The host did not keep the link&#x27;s schedule' in html
+    assert "more than udp 11.7 ms (p99)" in html and "tcp 0.1" not in html
+
+
 def test_everything_from_data_is_escaped(tmp_path: Path) -> None:
     folder = make_run(tmp_path / "evil", description=f"desc {EVIL}", scenario=f"x{EVIL}")
     html = render_report(folder).read_text()

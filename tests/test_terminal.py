@@ -41,6 +41,23 @@ def test_summary_title_from_a_scenario_cannot_break_the_table(
     assert "\x1b" not in text and "[/bold]" in text and "[red]udp" in text
 
 
+def test_summary_names_a_host_that_did_not_keep_the_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = Console(file=io.StringIO(), width=400, color_system=None)
+    monkeypatch.setattr(run_cli, "stdout", out)
+    summary = pd.DataFrame(
+        {"protocol": ["tcp", "[red]udp"], "sent": [1, 1], "engine_late_p99_ms": [0.2, 3.25]}
+    )
+    run_cli.print_summary(summary, title="t")
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "note: The host did not keep the link's schedule" in text
+    assert "more than [red]udp 3.2 ms (p99)" in text and "tcp 0.2" not in text
+    out.file.truncate(0)  # type: ignore[attr-defined]
+    run_cli.print_summary(summary.assign(engine_late_p99_ms=[0.2, 0.3]), title="t")
+    assert "schedule" not in out.file.getvalue()  # type: ignore[attr-defined]
+
+
 def test_validate_error_with_escape_sequence_stays_one_visible_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\n[impairment]\n"\\u001b[2Jvegas" = 1\n')

@@ -182,6 +182,8 @@ def _run_sweep(scenario: Scenario, args: argparse.Namespace, pairs: list[Hosts])
 def print_summary(summary: object, title: str) -> None:
     import pandas as pd
 
+    from lab.analysis.context import late_message, late_protocols
+
     assert isinstance(summary, pd.DataFrame)
     table = Table(title=title, title_justify="left")
     columns = [
@@ -249,3 +251,5 @@ def print_summary(summary: object, title: str) -> None:
                 cells.append(markup_safe(fmt.format(int(value) if fmt == "{:d}" else value)))
         table.add_row(*cells)
     stdout.print(table)
+    if alarm := late_message(late_protocols(summary)):
+        stdout.print(f"[yellow]note:[/yellow] {markup_safe(alarm)}")

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from lab.analysis.context import late_message, late_protocols
 from lab.report import _html as h
 from lab.report import _run_figures as figs
 from lab.report import _time_figures as series
@@ -244,6 +245,7 @@ def _summary(run: RunData) -> str:
     )
     known = {column for column, _, _ in _SUMMARY_ROWS}
     extra = [(c, c, "") for c in summary.columns if c != "protocol" and c not in known]
+    alarm = late_message(late_protocols(summary))
     rows = []
     for column, label, pattern in (*_SUMMARY_ROWS, *extra):
         if column not in summary:
@@ -257,7 +259,8 @@ def _summary(run: RunData) -> str:
         cells = "".join(f"<td>{h.esc(formatter(v))}</td>" for v in values)
         rows.append(f'<tr><td class="key">{h.esc(label)}</td>{cells}</tr>')
     return (
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        (h.note(alarm) if alarm else "")
+        + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         + h.caption(
             "From summary.csv (see results/README.md for the definitions). Delays are over "
             "delivered messages; goodput is delivered bytes × 8 over the time from first send "
