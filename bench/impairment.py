@@ -44,6 +44,10 @@ engine process's CPU time (/proc/<pid>/stat) gives CPU seconds per million packe
 N synthetic packets per scenario (lab/impairment/differential.py: every knob, both
 directions) and times both; it needs no root and can run alone (``--differential-only``).
 
+The delay test also runs the compiled engine with spinning off (``compiled-sleep``:
+``PROTOLAB_ENGINE_SPIN_NS=0`` for its engine, which then sleeps to each deadline), so the
+lateness and the CPU of spinning the last microseconds are measured against sleeping.
+
 ``--only forwarding`` or ``--only delay`` runs one half (``--delay-rates`` picks the
 delay test's rates). The delay rows also give the engine's CPU (all its threads) while
 the sender sent, as a share of one CPU. The compiled engine's timing knobs come from
@@ -70,7 +74,7 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +85,7 @@ from _floor import compile_floor, running_floor
 
 from lab.exchanges._kernel import read_counters
 from lab.impairment.differential import run_all as run_differential
+from lab.impairment.forwarder import SPIN_ENV
 from lab.impairment.groundtruth import load_ground_truth
 from lab.scenario import parse_scenario
 from lab.testbed import Testbed, _netns, open_testbed, open_veth_testbed
@@ -119,6 +124,9 @@ PROBE_SOURCE = Path(__file__).resolve().parent / "lateness_probe.c"
 ENGINES = ("compiled", "python")
 #: the link name of each engine in steps and searches ("engine" is the default engine's)
 ENGINE_LINK = {"compiled": "engine", "python": "engine-python"}
+#: the delay test's third engine: the compiled one with spinning off (SPIN_ENV=0), which
+#: sleeps to each deadline instead of waking 50 us early and spinning the rest
+SLEEP_ONLY = "compiled-sleep"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 StepResult = tuple[int, int, float, float | None]
@@ -452,6 +460,22 @@ def _probe_result(probe: subprocess.Popen[str] | None) -> dict[str, Any] | None:
     return result
 
 
+@contextlib.contextmanager
+def _spinning(on: bool) -> Iterator[None]:
+    """The engine started in the body spins before deadlines as configured (``on``) or
+    not at all (SPIN_ENV=0: it sleeps to each deadline); the environment is restored."""
+    before = os.environ.get(SPIN_ENV)
+    if not on:
+        os.environ[SPIN_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SPIN_ENV, None)
+        else:
+            os.environ[SPIN_ENV] = before
+
+
 def delay_error(
     samples: int, engine: str = "compiled", rate: int = 1000, probe: Path | None = None
 ) -> dict[str, Any]:
@@ -463,10 +487,11 @@ def delay_error(
     """
     # room for every packet in flight (netem's default limit, 1000, would drop at 50k/s)
     queue_limit = max(1000, rate * DELAY_MS // 1000 * 4)
+    model = "compiled" if engine == SLEEP_ONLY else engine
     spec = parse_scenario(
         {
             "name": "bench",
-            "impairment": {"delay_ms": DELAY_MS, "engine": engine, "queue_limit": queue_limit},
+            "impairment": {"delay_ms": DELAY_MS, "engine": model, "queue_limit": queue_limit},
         }
     ).impairment
     batch = max(1, rate // 1000)
@@ -474,7 +499,10 @@ def delay_error(
     running: subprocess.Popen[str] | None = None
     with tempfile.TemporaryDirectory() as folder:
         truth_path = Path(folder) / "gt.npz"
-        with open_testbed(spec, 1, "cubic", truth_path) as testbed:
+        with (
+            _spinning(engine != SLEEP_ONLY),
+            open_testbed(spec, 1, "cubic", truth_path) as testbed,
+        ):
             with _netns.inside(testbed.server.netns):
                 receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 # read after the send: room for every datagram (root may force it)
@@ -795,7 +823,7 @@ def main() -> None:
         delays = [
             delay_error(delay_samples[rate], engine, rate, probe) | {"try": attempt + 1}
             for attempt in range(max(1, args.delay_tries))
-            for engine in engines
+            for engine in [*engines, *([SLEEP_ONLY] if "compiled" in engines else [])]
             for rate in rates
         ]
     by_key = {(s.sender, s.link, s.size): s for s in searches}
