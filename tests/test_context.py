@@ -145,4 +145,4 @@ def test_the_schedule_alarm_starts_at_its_threshold_and_ignores_unknown_lateness
     assert late_protocols(summary) == {"udp": LATE_ALARM_MS}
     assert late_protocols(summary.drop(columns="engine_late_p99_ms")) == {}, "netem: no record"
     assert late_message({}) == ""
-    assert "udp 1.0 ms (p99)" in late_message(late_protocols(summary))
+    assert "of udp more than 1.0 ms after" in late_message(late_protocols(summary))

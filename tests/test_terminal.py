@@ -52,7 +52,7 @@ def test_summary_names_a_host_that_did_not_keep_the_schedule(
     run_cli.print_summary(summary, title="t")
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "note: The host did not keep the link's schedule" in text
-    assert "more than [red]udp 3.2 ms (p99)" in text and "tcp 0.2" not in text
+    assert "packets of [red]udp more than 3.2 ms after" in text and "tcp more" not in text
     out.file.truncate(0)  # type: ignore[attr-defined]
     run_cli.print_summary(summary.assign(engine_late_p99_ms=[0.2, 0.3]), title="t")
     assert "schedule" not in out.file.getvalue()  # type: ignore[attr-defined]

@@ -172,10 +172,10 @@ def late_message(late: dict[str, float]) -> str:
     """One line for :func:`late_protocols`' result ("" when nothing ran late)."""
     if not late:
         return ""
-    worst = ", ".join(f"{protocol} {value:.1f} ms" for protocol, value in late.items())
+    worst = ", ".join(f"of {protocol} more than {value:.1f} ms" for protocol, value in late.items())
     return (
-        f"The host did not keep the link's schedule: the engine wrote 1 % of the packets"
-        f" more than {worst} (p99) after their scheduled time (other work on the host, or"
-        " the virtual machine stopped); the delays and jitter measured include up to that"
-        " much the scenario did not ask for."
+        "The host did not keep the link's schedule: the engine wrote 1 % of the packets"
+        f" {worst} after their scheduled time (p99; other work on the host, or the virtual"
+        " machine stopped); the delays and jitter measured include up to that much the"
+        " scenario did not ask for."
     )
