@@ -803,9 +803,10 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
             " engine's own link, the same two TUN devices (`lab.testbed.open_tun_testbed`),"
             " forwarded instead by `bench/tun_floor.c`, one thread per direction doing a"
             " blocking read of one device and a write of the same bytes to the other: no"
-            " model, no clock, no queue, no record. It is what any forwarder between two TUN"
-            " devices reaches on this machine before it decides anything, so *engine / floor*"
-            " is the engine's own cost, and *floor / veth* the cost of the TUN design."
+            " model, no clock, no queue, no record. It is what a forwarder between two TUN"
+            " devices, a packet per read and per write, reaches on this machine with nothing"
+            " else to do, so *engine / floor* is the engine's own cost, and *floor / veth*"
+            " the cost of the TUN design."
         )
     if s.get("iperf3_rates"):
         lengths = s.get("iperf3_lengths") or [s.get("iperf3_length", 64)]
@@ -1035,8 +1036,8 @@ def _render_throughput(md: Markdown, outcome: Outcome) -> None:
             " thread per direction doing a blocking read of one device and a write of the"
             " same bytes to the other: no model, no clock, no queue, no record. It is what"
             " the TUN design allows before the engine decides anything, so *ratio to"
-            " tun-floor* is the engine's own cost and its ratio to veth is the ceiling of"
-            " any forwarder that sees every segment through TUN devices"
+            " tun-floor* is the engine's own cost and the floor's ratio to veth the cost of"
+            " passing every segment through TUN devices, a packet per read and per write"
             if "tun-floor" in links
             else ""
         )

@@ -8,8 +8,9 @@ The same sender, iperf3 (``iperf3 -c 198.18.0.2 -t 5 -C cubic -J`` against a one
 * ``engine-python``: the same with ``[impairment] engine = "python"`` (the reference);
 * ``tun-floor``: the engine's link, the same two TUN devices, forwarded instead by
   ``bench/tun_floor.c`` (``bench/_floor.py``): one thread per direction, a blocking read
-  and a write per packet, nothing decided or recorded. What any forwarder that sees every
-  segment through TUN devices can reach on this machine, before it decides anything;
+  and a write per packet, nothing decided or recorded: what a forwarder that passes every
+  segment through TUN devices, a packet per read and per write, reaches on this machine
+  with nothing else to do;
 * ``veth``: the same two namespaces joined by a plain veth pair, no engine
   (``lab.testbed.open_veth_testbed``: ``lab-`` names, 198.18.0.1 / 198.18.0.2, removed
   on exit, error and SIGTERM), iperf3 through ``ip netns exec`` as ``lab exec`` does;
