@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from _cc import compile_c
+
 from lab.testbed import Testbed, open_tun_testbed
 
 SOURCE = Path(__file__).resolve().with_name("tun_floor.c")
@@ -23,18 +25,8 @@ LINK = "tun-floor"
 
 
 def compile_floor(folder: Path) -> Path:
-    """``tun_floor.c`` compiled with the C compiler of ``make deps`` into ``folder``."""
-    binary = folder / "tun_floor"
-    done = subprocess.run(
-        ["cc", "-O2", "-pthread", "-o", str(binary), str(SOURCE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cc {SOURCE.name}: {done.stderr.strip() or f'exit {done.returncode}'}")
-    return binary
+    """``tun_floor.c`` compiled into ``folder``."""
+    return compile_c(SOURCE, folder)
 
 
 @contextlib.contextmanager

@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _cc import compile_c
 from _floor import LINK as FLOOR
 from _floor import compile_floor, running_floor
 
@@ -430,18 +431,8 @@ def search_rate(
 
 
 def compile_probe(folder: Path) -> Path:
-    """bench/lateness_probe.c compiled with gcc into ``folder`` (raises when it cannot be)."""
-    binary = folder / "lateness_probe"
-    done = subprocess.run(
-        ["gcc", "-O2", "-o", str(binary), str(PROBE_SOURCE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"gcc: {done.stderr.strip() or f'exit {done.returncode}'}")
-    return binary
+    """bench/lateness_probe.c compiled into ``folder`` (raises when it cannot be)."""
+    return compile_c(PROBE_SOURCE, folder)
 
 
 def _probe_result(probe: subprocess.Popen[str] | None) -> dict[str, Any] | None:

@@ -771,15 +771,20 @@ def _wake_text(tries: list[JSON]) -> str:
     )
 
 
-def _floor_text(row: JSON) -> str:
-    """The row's TUN floor and the engine's ratio to it, when the floor was measured."""
-    if row.get("ratio_to_floor") is None:
-        return ""
-    ratio = _qualified(
+def _engine_over_floor(row: JSON) -> str:
+    """The engine's rate over the TUN floor's, either of which may be a lower bound."""
+    return _qualified(
         row["ratio_to_floor"],
         row["engine_stopped_by"] == "loss",
         row["floor_stopped_by"] == "loss",
     )
+
+
+def _floor_text(row: JSON) -> str:
+    """The row's TUN floor and the engine's ratio to it, when the floor was measured."""
+    if row.get("ratio_to_floor") is None:
+        return ""
+    ratio = _engine_over_floor(row)
     floor_over_veth = _qualified(
         row["floor_pps"] / row["veth_pps"] if row["veth_pps"] else float("nan"),
         row["floor_stopped_by"] == "loss",
@@ -881,15 +886,7 @@ def _render_impairment(md: Markdown, outcome: Outcome) -> None:
                 "n/a"
                 if row.get("floor_pps") is None
                 else _bound(row["floor_stopped_by"]) + _pps(row["floor_pps"]),
-                "n/a"
-                if row.get("ratio_to_floor") is None
-                else "**"
-                + _qualified(
-                    row["ratio_to_floor"],
-                    row["engine_stopped_by"] == "loss",
-                    row["floor_stopped_by"] == "loss",
-                )
-                + "**",
+                "n/a" if row.get("ratio_to_floor") is None else f"**{_engine_over_floor(row)}**",
             ]
             for row in _forwarding_rows(imp)
         ],

@@ -70,6 +70,7 @@ from pyroute2.ethtool import Ethtool
 from lab.exchanges._kernel import read_counters
 from lab.testbed import (
     SERVER_ADDRESS,
+    Testbed,
     _netns,
     destroy,
     namespace_names,
@@ -227,14 +228,19 @@ def tun_floor(folder: Path) -> Iterator[Target]:
     """The engine's TUN link with ``tun_floor.c`` forwarding instead of the engine: one
     thread per direction, a read and a write per packet, nothing decided or recorded."""
     with running_floor(compile_floor(folder), CONGESTION) as (testbed, pid):
-        yield Target(
-            FLOOR,
-            client=("ip", "netns", "exec", testbed.client.netns),
-            server=("ip", "netns", "exec", testbed.server.netns),
-            engine_pid=pid,
-            testbed=testbed.run_id,
-            server_ns=testbed.server.netns,
-        )
+        yield _netns_target(FLOOR, testbed, pid)
+
+
+def _netns_target(link: str, testbed: Testbed, forwarder_pid: int | None) -> Target:
+    """A testbed the script built itself: iperf3 runs through ``ip netns exec``."""
+    return Target(
+        link,
+        client=("ip", "netns", "exec", testbed.client.netns),
+        server=("ip", "netns", "exec", testbed.server.netns),
+        engine_pid=forwarder_pid,
+        testbed=testbed.run_id,
+        server_ns=testbed.server.netns,
+    )
 
 
 def _engine_pid(run_id: str) -> int:
@@ -645,14 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             if link == "veth-segments":
                 for host in (veth.client, veth.server):
                     offloads[host.role] = tso_off(host.netns, host.interface)
-            targets[link] = Target(
-                link,
-                client=("ip", "netns", "exec", veth.client.netns),
-                server=("ip", "netns", "exec", veth.server.netns),
-                engine_pid=None,
-                testbed=veth.run_id,
-                server_ns=veth.server.netns,
-            )
+            targets[link] = _netns_target(link, veth, None)
         print(f"TCP bulk, iperf3 -t {args.seconds} -C {CONGESTION}, {args.rounds} round(s)")
         for round_ in range(args.rounds):
             # alternating, the last round ending with the engine (the lab's bulk follows it)

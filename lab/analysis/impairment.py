@@ -53,6 +53,7 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
         packets = pd.concat(parts)
         packets = packets.loc[~packets.index.duplicated()]
         for direction, group in packets.groupby("direction", observed=False):
+            late = _lateness_ns(group)
             rows.append(
                 {
                     "protocol": protocol,
@@ -63,8 +64,8 @@ def impairment_by_protocol(ground_truth: pd.DataFrame, exchanges: pd.DataFrame) 
                     "duplicated": int(group["duplicated"].sum()),
                     "corrupted": int(group["corrupted"].sum()),
                     "reordered": int(group["reordered"].sum()),
-                    "late_p50_ms": metrics.delay_median(_lateness_ns(group)) / _NS_PER_MS,
-                    "late_p99_ms": metrics.delay_percentile(_lateness_ns(group), 99) / _NS_PER_MS,
+                    "late_p50_ms": metrics.delay_median(late) / _NS_PER_MS,
+                    "late_p99_ms": metrics.delay_percentile(late, 99) / _NS_PER_MS,
                 }
             )
     return pd.DataFrame(rows)
